@@ -1,0 +1,71 @@
+"""flask-integrations: the connection layer between a Flask app and the third-party APIs it uses."""
+
+from . import signals
+from .errors import (
+    CircuitOpenError,
+    ConfigurationError,
+    CredentialsDecryptionError,
+    IdempotencyConflict,
+    IntegrationHTTPError,
+    IntegrationsError,
+    MappingAlreadyClaimed,
+    ProviderNotRegistered,
+    RateLimitExceeded,
+    RetryableError,
+    ValidationError,
+)
+from .extension import Integrations
+from .models import (
+    Integration,
+    IntegrationIdempotencyKey,
+    IntegrationLog,
+    IntegrationMapping,
+    IntegrationRequest,
+    IntegrationSyncItem,
+    IntegrationWebhook,
+)
+from .providers import (
+    CustomizesRetry,
+    HandlesWebhooks,
+    HasHealthCheck,
+    IncrementalSync,
+    OAuth2,
+    Provider,
+    RedactsRequestData,
+    ScheduledSync,
+    SupportsIdempotency,
+)
+
+__version__ = "0.1.0.dev0"
+
+__all__ = [
+    "CircuitOpenError",
+    "ConfigurationError",
+    "CredentialsDecryptionError",
+    "CustomizesRetry",
+    "HandlesWebhooks",
+    "HasHealthCheck",
+    "IdempotencyConflict",
+    "IncrementalSync",
+    "Integration",
+    "IntegrationHTTPError",
+    "IntegrationIdempotencyKey",
+    "IntegrationLog",
+    "IntegrationMapping",
+    "IntegrationRequest",
+    "IntegrationSyncItem",
+    "IntegrationWebhook",
+    "Integrations",
+    "IntegrationsError",
+    "MappingAlreadyClaimed",
+    "OAuth2",
+    "Provider",
+    "ProviderNotRegistered",
+    "RateLimitExceeded",
+    "RedactsRequestData",
+    "RetryableError",
+    "ScheduledSync",
+    "SupportsIdempotency",
+    "ValidationError",
+    "signals",
+]

@@ -1,0 +1,118 @@
+"""One exception hierarchy: everything the package raises on purpose is an `IntegrationsError`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class IntegrationsError(Exception):
+    """Base class of every error raised by flask-integrations."""
+
+
+class ConfigurationError(IntegrationsError):
+    """A setting, provider or registration is wrong; raised at `init_app` or `register`."""
+
+
+class ValidationError(IntegrationsError, ValueError):
+    """Credentials, metadata or another input failed validation.
+
+    `errors` maps each bad field to what is wrong with it. Values are never
+    included, so the message is safe to log even for credential fields.
+    """
+
+    def __init__(self, subject: str, errors: dict[str, str]):
+        self.subject = subject
+        self.errors = dict(errors)
+        detail = "; ".join(f"{field}: {problem}" for field, problem in sorted(self.errors.items()))
+        super().__init__(f"Invalid {subject}: {detail}")
+
+
+class CredentialsDecryptionError(IntegrationsError):
+    """No configured key can decrypt an integration's stored credentials."""
+
+    def __init__(self, integration_id: int | None):
+        self.integration_id = integration_id
+        super().__init__(
+            f"Credentials of integration {integration_id} cannot be decrypted with any key in "
+            "INTEGRATIONS_ENCRYPTION_KEYS; add the key they were written with."
+        )
+
+
+class ProviderNotRegistered(IntegrationsError, LookupError):
+    """A provider key that is not in `INTEGRATIONS_PROVIDERS` nor registered."""
+
+    def __init__(self, key: str):
+        self.key = key
+        super().__init__(
+            f"Provider {key!r} is not registered; add it to INTEGRATIONS_PROVIDERS "
+            "or call integrations.register()."
+        )
+
+
+class CircuitOpenError(IntegrationsError):
+    """The circuit breaker of an integration is open: the call was not sent."""
+
+    def __init__(self, integration_id: int, retry_after: float | None = None):
+        self.integration_id = integration_id
+        self.retry_after = retry_after
+        super().__init__(f"Circuit breaker of integration {integration_id} is open.")
+
+
+class RateLimitExceeded(IntegrationsError):
+    """No capacity within `INTEGRATIONS_RATE_LIMIT_MAX_WAIT`: the call was not sent."""
+
+    def __init__(self, integration_id: int, retry_after: float | None = None):
+        self.integration_id = integration_id
+        self.retry_after = retry_after
+        wait = f" for {retry_after:.1f}s" if retry_after is not None else ""
+        super().__init__(f"Rate limit of integration {integration_id} exhausted{wait}.")
+
+
+class IdempotencyConflict(IntegrationsError):
+    """A keyed call whose key was already used: the call did not run again."""
+
+    def __init__(self, integration_id: int, key: str, request_id: int | None = None):
+        self.integration_id = integration_id
+        self.key = key
+        self.request_id = request_id
+        super().__init__(
+            f"Idempotency key {key!r} was already used on integration {integration_id}"
+            + (f" by request {request_id}." if request_id else ".")
+        )
+
+
+class RetryableError(IntegrationsError):
+    """Raise from a callable target to ask for a retry."""
+
+    def __init__(
+        self,
+        message: str = "retryable error",
+        retry_after: float | None = None,
+        max_attempts: int | None = None,
+    ):
+        self.retry_after = retry_after
+        self.max_attempts = max_attempts
+        super().__init__(message)
+
+
+class MappingAlreadyClaimed(IntegrationsError):
+    """Another object of the same type already holds this external id."""
+
+    def __init__(self, integration_id: int, external_id: str, internal_type: str, internal_id: Any):
+        self.integration_id = integration_id
+        self.external_id = external_id
+        self.internal_type = internal_type
+        self.internal_id = internal_id
+        super().__init__(
+            f"External id {external_id!r} of integration {integration_id} is already mapped "
+            f"to {internal_type} {internal_id}."
+        )
+
+
+class IntegrationHTTPError(IntegrationsError):
+    """The upstream answered 4xx/5xx and retries are spent."""
+
+    def __init__(self, status_code: int, response: Any = None, message: str | None = None):
+        self.status_code = status_code
+        self.response = response
+        super().__init__(message or f"Upstream answered HTTP {status_code}.")

@@ -1,0 +1,221 @@
+"""Health tracking: one counter of consecutive upstream failures and the status it implies.
+
+Only `upstream` failures count (and degrade health); a success resets the
+counter; `client`, `throttle` and `unknown` failures neither count nor reset.
+Every write is one atomic statement on its own connection, so concurrent
+processes never lose a count and exactly one of them sees each transition.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm.attributes import set_committed_value
+
+from . import signals
+from .clock import utcnow
+from .detached import run_detached
+from .state import AppState, current_state
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .models import Integration
+
+HEALTHY, DEGRADED, FAILING, DISABLED = "healthy", "degraded", "failing", "disabled"
+UPSTREAM, THROTTLE, CLIENT, UNKNOWN = "upstream", "throttle", "client", "unknown"
+FAILURE_CLASSES = (UPSTREAM, THROTTLE, CLIENT, UNKNOWN)
+
+
+def status_for(failures: int, thresholds: dict[str, Any]) -> str:
+    disabled_after = thresholds["disabled_after"]
+    if disabled_after is not None and failures >= disabled_after:
+        return DISABLED
+    if failures >= thresholds["failing_after"]:
+        return FAILING
+    if failures >= thresholds["degraded_after"]:
+        return DEGRADED
+    return HEALTHY
+
+
+def backoff_factor(health_status: str, thresholds: dict[str, Any]) -> float:
+    """How much longer than its interval an integration waits before its next sync."""
+    return {
+        DEGRADED: thresholds["degraded_backoff"],
+        FAILING: thresholds["failing_backoff"],
+    }.get(health_status, 1)
+
+
+def _table(state: AppState) -> sa.Table:
+    return state.tables["integrations"]
+
+
+def _run(state: AppState, work: Any, then: Any) -> None:
+    run_detached(state.db.session, state.db.engine, work, then)
+
+
+def _apply(integration: Integration, values: dict[str, Any]) -> None:
+    for name, value in values.items():
+        set_committed_value(integration, name, value)
+
+
+def _send_transition(state: AppState, integration: Integration, old: str, new: str) -> None:
+    if old == new:
+        return
+    signals.health_changed.send(state.app, integration=integration, old_status=old, new_status=new)
+    if new == DISABLED:
+        signals.integration_disabled.send(state.app, integration=integration)
+
+
+def record_failure(integration: Integration, failure_class: str) -> None:
+    if failure_class not in FAILURE_CLASSES:
+        raise ValueError(f"failure_class must be one of {', '.join(FAILURE_CLASSES)}, got {failure_class!r}.")
+    if failure_class != UPSTREAM:
+        return
+    state = current_state()
+    thresholds = state.setting("HEALTH")
+    t = _table(state)
+    count = t.c.consecutive_failures + 1
+    status_case = [
+        (count >= thresholds["failing_after"], FAILING),
+        (count >= thresholds["degraded_after"], DEGRADED),
+    ]
+    active = t.c.is_active
+    if thresholds["disabled_after"] is not None:
+        status_case.insert(0, (count >= thresholds["disabled_after"], DISABLED))
+        active = sa.case((count >= thresholds["disabled_after"], sa.false()), else_=t.c.is_active)
+    now = utcnow()
+    statement = (
+        sa.update(t)
+        .where(t.c.id == integration.id, t.c.health_status != DISABLED)
+        .values(
+            consecutive_failures=count,
+            health_status=sa.case(*status_case, else_=HEALTHY),
+            is_active=active,
+            last_error_at=now,
+            updated_at=now,
+        )
+        .returning(t.c.consecutive_failures, t.c.health_status, t.c.is_active)
+    )
+
+    def work(connection: sa.Connection) -> Any:
+        return connection.execute(statement).first()
+
+    def then(row: Any) -> None:
+        if row is None:
+            return
+        failures, new_status, is_active = row
+        _apply(
+            integration,
+            {
+                "consecutive_failures": failures,
+                "health_status": new_status,
+                "is_active": is_active,
+                "last_error_at": now,
+            },
+        )
+        _send_transition(state, integration, status_for(failures - 1, thresholds), new_status)
+
+    _run(state, work, then)
+
+
+def record_success(integration: Integration) -> None:
+    """Reset the counter; cheap when the integration is already known healthy."""
+    if integration.consecutive_failures == 0 and integration.health_status in (HEALTHY, DISABLED):
+        return
+    state = current_state()
+    t = _table(state)
+
+    def work(connection: sa.Connection) -> tuple[str, str] | None:
+        for _ in range(3):
+            row = connection.execute(
+                sa.select(t.c.health_status, t.c.consecutive_failures).where(t.c.id == integration.id)
+            ).first()
+            if row is None or row.health_status == DISABLED:
+                return None
+            if row.consecutive_failures == 0 and row.health_status == HEALTHY:
+                return (HEALTHY, HEALTHY)
+            changed = connection.execute(
+                sa.update(t)
+                .where(
+                    t.c.id == integration.id,
+                    t.c.health_status == row.health_status,
+                    t.c.consecutive_failures == row.consecutive_failures,
+                )
+                .values(consecutive_failures=0, health_status=HEALTHY, updated_at=utcnow())
+            ).rowcount
+            if changed:
+                return (row.health_status, HEALTHY)
+        return None
+
+    def then(result: tuple[str, str] | None) -> None:
+        if result is None:
+            return
+        _apply(integration, {"consecutive_failures": 0, "health_status": HEALTHY})
+        _send_transition(state, integration, *result)
+
+    _run(state, work, then)
+
+
+def enable(integration: Integration) -> None:
+    """Active and healthy again, counter reset."""
+    state = current_state()
+    t = _table(state)
+
+    def work(connection: sa.Connection) -> str | None:
+        old = connection.execute(sa.select(t.c.health_status).where(t.c.id == integration.id)).scalar()
+        connection.execute(
+            sa.update(t)
+            .where(t.c.id == integration.id)
+            .values(is_active=True, health_status=HEALTHY, consecutive_failures=0, updated_at=utcnow())
+        )
+        return old
+
+    def then(old: str | None) -> None:
+        _apply(integration, {"is_active": True, "health_status": HEALTHY, "consecutive_failures": 0})
+        if old is not None:
+            _send_transition(state, integration, old, HEALTHY)
+
+    _run(state, work, then)
+
+
+def disable(integration: Integration) -> None:
+    """Inactive: no outbound calls or syncs. Health is left as it is."""
+    state = current_state()
+    t = _table(state)
+
+    def work(connection: sa.Connection) -> None:
+        connection.execute(
+            sa.update(t).where(t.c.id == integration.id).values(is_active=False, updated_at=utcnow())
+        )
+
+    _run(state, work, lambda _: _apply(integration, {"is_active": False}))
+
+
+def sync_interval(integration: Integration, state: AppState) -> int | None:
+    """Minutes between runs: the column, else the provider's, else None (not scheduled)."""
+    if integration.sync_interval_minutes:
+        return integration.sync_interval_minutes
+    provider = state.providers.get(integration.provider)
+    return getattr(provider, "sync_interval", None)
+
+
+def next_sync_at(integration: Integration, state: AppState, now: Any) -> Any:
+    interval = sync_interval(integration, state)
+    if interval is None or integration.health_status == DISABLED:
+        return None
+    factor = backoff_factor(integration.health_status, state.setting("HEALTH"))
+    return now + timedelta(minutes=interval * factor)
+
+
+def mark_synced(integration: Integration) -> None:
+    """Record a finished run: `last_synced_at` now, `next_sync_at` paced by health."""
+    state = current_state()
+    t = _table(state)
+    now = utcnow()
+    values = {"last_synced_at": now, "next_sync_at": next_sync_at(integration, state, now)}
+
+    def work(connection: sa.Connection) -> None:
+        connection.execute(sa.update(t).where(t.c.id == integration.id).values(updated_at=now, **values))
+
+    _run(state, work, lambda _: _apply(integration, values))

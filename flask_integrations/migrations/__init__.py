@@ -1,0 +1,1 @@
+"""Alembic migrations shipped with flask-integrations; published with `flask integrations publish-migrations`."""
