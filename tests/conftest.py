@@ -1,0 +1,115 @@
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from urllib.parse import urlparse
+
+import pytest
+import sqlalchemy as sa
+from flask import Flask
+
+from tests.support import POSTGRES_URL, REDIS_URL, REQUIRE_SERVERS, db, make_app
+
+SERVER_MARKS = ("slow", "postgres", "redis", "browser")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--fast", action="store_true", help="Run only the fast tests (no servers, no slow or browser tests)."
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if not config.getoption("--fast"):
+        return
+    selected, deselected = [], []
+    for item in items:
+        (deselected if any(item.get_closest_marker(m) for m in SERVER_MARKS) else selected).append(item)
+    config.hook.pytest_deselected(items=deselected)
+    items[:] = selected
+
+
+def _reachable(url: str, default_port: int) -> bool:
+    parsed = urlparse(url.replace("+psycopg", ""))
+    try:
+        with socket.create_connection((parsed.hostname or "127.0.0.1", parsed.port or default_port), 1):
+            return True
+    except OSError:
+        return False
+
+
+def require_server(name: str, url: str, port: int) -> None:
+    if _reachable(url, port):
+        return
+    message = f"{name} is not reachable at {url}; `bash .ci/run` starts it"
+    if REQUIRE_SERVERS:
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> str:
+    require_server("PostgreSQL", POSTGRES_URL, 5432)
+    return POSTGRES_URL
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    require_server("Redis", REDIS_URL, 6379)
+    return REDIS_URL
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest, tmp_path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'app.db'}"
+    return request.getfixturevalue("postgres_url")
+
+
+@pytest.fixture
+def app_factory(database_url: str) -> Iterator:
+    """Build test apps on the current backend; tables are created empty."""
+
+    def build(**config) -> Flask:
+        app = make_app(database_url, **config)
+        with app.app_context():
+            reset_tables()
+        return app
+
+    yield build
+
+
+def reset_tables() -> None:
+    engine = db.engine
+    db.metadata.create_all(engine)
+    names = ", ".join(f'"{t.name}"' for t in reversed(db.metadata.sorted_tables))
+    with engine.begin() as connection:
+        if engine.dialect.name == "postgresql":
+            connection.execute(sa.text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+
+
+@pytest.fixture
+def app(app_factory) -> Flask:
+    return app_factory()
+
+
+@pytest.fixture
+def ext(app: Flask):
+    return app.extensions["integrations"]
+
+
+@pytest.fixture
+def ctx(app: Flask) -> Iterator[None]:
+    with app.app_context():
+        yield
+        db.session.remove()
+
+
+@pytest.fixture
+def integration(ext, ctx):
+    return ext.create(
+        "tickets",
+        "Acme tickets",
+        {"api_key": "sk-live-123", "subdomain": "acme"},
+        metadata={"team": "support"},
+    )

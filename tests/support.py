@@ -1,0 +1,71 @@
+"""Shared pieces of the test suite: the db object, demo providers, app factory."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Any
+
+from cryptography.fernet import Fernet
+from flask import Flask
+from flask_sqlalchemy import SQLAlchemy
+
+from flask_integrations import HasHealthCheck, Integrations, Provider
+
+POSTGRES_URL = os.environ.get(
+    "INTEGRATIONS_TEST_POSTGRES_URL",
+    "postgresql+psycopg://postgres:postgres@127.0.0.1:5432/integrations_test",
+)
+REDIS_URL = os.environ.get("INTEGRATIONS_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+REQUIRE_SERVERS = os.environ.get("INTEGRATIONS_TEST_REQUIRE_SERVERS") == "1"
+
+KEY = Fernet.generate_key().decode()
+
+#: One Flask-SQLAlchemy object serves every test app, as it would serve an app factory.
+db = SQLAlchemy()
+
+
+@dataclasses.dataclass
+class TicketCredentials:
+    api_key: str
+    subdomain: str
+    timeout: int = 10
+    verify: bool = True
+
+
+@dataclasses.dataclass
+class TicketMetadata:
+    team: str
+    tags: list[str] = dataclasses.field(default_factory=list)
+
+
+class Tickets(Provider, HasHealthCheck):
+    """A provider with typed credentials and metadata."""
+
+    name = "Tickets"
+    credential_class = TicketCredentials
+    metadata_class = TicketMetadata
+    base_url = "http://127.0.0.1:9/api"
+    sync_interval = 15
+
+    def health_check(self, integration: Any) -> bool:
+        return integration.credentials.api_key != "broken"
+
+
+class Loose(Provider):
+    """A provider that accepts any dict."""
+
+
+def make_app(database_url: str, **config: Any) -> Flask:
+    app = Flask("tests")
+    app.config.update(
+        TESTING=True,
+        SECRET_KEY="test-secret-key",
+        SQLALCHEMY_DATABASE_URI=database_url,
+        INTEGRATIONS_ENCRYPTION_KEYS=[KEY],
+        INTEGRATIONS_PROVIDERS={"tickets": Tickets, "loose": Loose},
+    )
+    app.config.update(config)
+    db.init_app(app)
+    Integrations(app, db=db)
+    return app
