@@ -105,6 +105,19 @@ class Integrations:
                 f"flask-integrations is not initialised on app {app.name!r}: call init_app(app)."
             ) from None
 
+    def fake(self, responses: dict[str, Any] | None = None) -> Any:
+        """Answer outbound calls from `responses` instead of calling out (see flask_integrations.testing)."""
+        from .testing.fake import install
+
+        return install(self._states.values(), responses)
+
+    @staticmethod
+    def current_context() -> Any:
+        """The `RequestContext` of the call in progress, or None outside a call."""
+        from .pipeline.context import current_context
+
+        return current_context()
+
     # -- lifecycle ---------------------------------------------------------------------------
 
     def create(
@@ -120,8 +133,8 @@ class Integrations:
         state = current_state()
         instance = state.provider(provider)
         validated = instance.validate_credentials(credentials)
-        if metadata is not None:
-            metadata = instance.validate_metadata(metadata)
+        if metadata is not None or instance.metadata_class is not None:
+            metadata = instance.validate_metadata(metadata if metadata is not None else {})
         unknown = {c: "not a column of Integration" for c in columns if not hasattr(Integration, c)}
         if unknown:
             raise ValidationError(f"new integration of provider {provider!r}", unknown)

@@ -50,8 +50,18 @@ def _table(state: AppState) -> sa.Table:
     return state.tables["integrations"]
 
 
-def _run(state: AppState, work: Any, then: Any) -> None:
-    run_detached(state.db.session, state.db.engine, work, then)
+_PENDING = "_fi_health_writes_pending"
+
+
+def _run(state: AppState, integration: Integration, work: Any, then: Any) -> None:
+    """Run a health write; while it waits for the caller's transaction the object is marked pending."""
+
+    def then_and_settle(result: Any) -> None:
+        setattr(integration, _PENDING, max(0, getattr(integration, _PENDING, 0) - 1))
+        then(result)
+
+    setattr(integration, _PENDING, getattr(integration, _PENDING, 0) + 1)
+    run_detached(state.db.session, state.db.engine, work, then_and_settle)
 
 
 def _apply(integration: Integration, values: dict[str, Any]) -> None:
@@ -116,12 +126,13 @@ def record_failure(integration: Integration, failure_class: str) -> None:
         )
         _send_transition(state, integration, status_for(failures - 1, thresholds), new_status)
 
-    _run(state, work, then)
+    _run(state, integration, work, then)
 
 
 def record_success(integration: Integration) -> None:
     """Reset the counter; cheap when the integration is already known healthy."""
-    if integration.consecutive_failures == 0 and integration.health_status in (HEALTHY, DISABLED):
+    known_healthy = integration.consecutive_failures == 0 and integration.health_status in (HEALTHY, DISABLED)
+    if known_healthy and not getattr(integration, _PENDING, 0):
         return
     state = current_state()
     t = _table(state)
@@ -154,7 +165,7 @@ def record_success(integration: Integration) -> None:
         _apply(integration, {"consecutive_failures": 0, "health_status": HEALTHY})
         _send_transition(state, integration, *result)
 
-    _run(state, work, then)
+    _run(state, integration, work, then)
 
 
 def enable(integration: Integration) -> None:
@@ -176,7 +187,7 @@ def enable(integration: Integration) -> None:
         if old is not None:
             _send_transition(state, integration, old, HEALTHY)
 
-    _run(state, work, then)
+    _run(state, integration, work, then)
 
 
 def disable(integration: Integration) -> None:
@@ -189,7 +200,7 @@ def disable(integration: Integration) -> None:
             sa.update(t).where(t.c.id == integration.id).values(is_active=False, updated_at=utcnow())
         )
 
-    _run(state, work, lambda _: _apply(integration, {"is_active": False}))
+    _run(state, integration, work, lambda _: _apply(integration, {"is_active": False}))
 
 
 def sync_interval(integration: Integration, state: AppState) -> int | None:
@@ -218,4 +229,4 @@ def mark_synced(integration: Integration) -> None:
     def work(connection: sa.Connection) -> None:
         connection.execute(sa.update(t).where(t.c.id == integration.id).values(updated_at=now, **values))
 
-    _run(state, work, lambda _: _apply(integration, values))
+    _run(state, integration, work, lambda _: _apply(integration, values))

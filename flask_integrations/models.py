@@ -21,6 +21,8 @@ from .tables import build_tables
 if TYPE_CHECKING:  # pragma: no cover
     from flask_sqlalchemy import SQLAlchemy
 
+    from .pipeline.builder import RequestBuilder
+
 _MAPPED: dict[str, Any] = {}
 
 # Columns `Integration.update(**columns)` may change besides name/credentials/metadata.
@@ -159,6 +161,35 @@ class Integration:
         owner_type, owner_id = polymorphic_ref(obj, "owner")
         return sa.select(cls).where(cls.owner_type == owner_type, cls.owner_id == owner_id)
 
+    # -- outbound calls ----------------------------------------------------------------------
+
+    def at(self, endpoint: str) -> RequestBuilder:
+        """Start an outbound call; `endpoint` labels it in logs, limits, cache and fakes."""
+        from .pipeline.builder import RequestBuilder
+
+        return RequestBuilder(self, endpoint)
+
+    def breaker_state(self) -> str:
+        """'closed', 'open' or 'half-open'."""
+        from .pipeline import breaker
+        from .store import get_store
+
+        state = current_state()
+        return breaker.breaker_state(get_store(state), self.id, state.setting("BREAKER"))
+
+    def reset_breaker(self) -> None:
+        from .pipeline import breaker
+        from .store import get_store
+
+        breaker.reset(get_store(current_state()), self.id)
+
+    def forget_cache(self, endpoint: str | None = None) -> None:
+        """Drop this integration's cached responses (all, or one endpoint's)."""
+        from .pipeline import cache
+        from .store import get_store
+
+        cache.forget(get_store(current_state()), self.id, endpoint)
+
     # -- health ------------------------------------------------------------------------------
 
     def record_success(self) -> None:
@@ -285,13 +316,19 @@ def _map(registry: Any, t: dict[str, sa.Table]) -> None:
             ),
         },
     )
-    sa.event.listen(Integration, "before_insert", _before_write)
-    sa.event.listen(Integration, "before_update", _before_write)
+    sa.event.listen(Integration, "before_insert", _before_insert)
+    sa.event.listen(Integration, "before_update", _before_update)
 
 
-def _before_write(mapper: Any, connection: Any, target: Integration) -> None:
-    """`Integration(...)` added to a session is validated and encrypted on flush."""
+def _before_insert(mapper: Any, connection: Any, target: Integration) -> None:
+    """`Integration(...)` added to a session is validated and encrypted on flush, like `create`."""
     target._encrypt_pending()
-    attrs = sa.inspect(target).attrs
-    if attrs.metadata.history.has_changes() and target.metadata is not None:
+    provider = current_state().provider(target.provider)
+    if target.metadata is not None or provider.metadata_class is not None:
+        target.metadata = provider.validate_metadata(target.metadata if target.metadata is not None else {})
+
+
+def _before_update(mapper: Any, connection: Any, target: Integration) -> None:
+    target._encrypt_pending()
+    if sa.inspect(target).attrs.metadata.history.has_changes() and target.metadata is not None:
         target.metadata = current_state().provider(target.provider).validate_metadata(target.metadata)

@@ -107,12 +107,14 @@ def test_invalid_update_changes_nothing(integration, ext):
 
 
 def test_constructor_validates_on_flush(ctx, ext):
-    good = Integration(provider="tickets", name="Ctor", credentials={"api_key": "k", "subdomain": "s"})
+    good = Integration(
+        provider="tickets", name="Ctor", credentials={"api_key": "k", "subdomain": "s"}, metadata={"team": "t"}
+    )
     db.session.add(good)
     db.session.commit()
     assert SECRET not in raw_credentials(good.id)
     assert good.credentials.api_key == "k"
-    bad = Integration(provider="tickets", name="Bad", credentials={"api_key": "k"})
+    bad = Integration(provider="tickets", name="Bad", credentials={"api_key": "k"}, metadata={"team": "t"})
     db.session.add(bad)
     with pytest.raises(ValidationError, match="subdomain: required"):
         db.session.commit()
@@ -168,7 +170,7 @@ def test_rotate_key_reencrypts_with_the_first_key(database_url, tmp_path):
     with old_app.app_context():
         reset_tables()
         ext = old_app.extensions["integrations"]
-        ids = [ext.create("tickets", f"T{n}", {"api_key": f"k{n}", "subdomain": "s"}).id for n in range(5)]
+        ids = [ext.create("tickets", f"T{n}", {"api_key": f"k{n}", "subdomain": "s"}, metadata={"team": "t"}).id for n in range(5)]
         db.session.remove()
     new_key = Fernet.generate_key().decode()
     app = make_app(database_url, INTEGRATIONS_ENCRYPTION_KEYS=[new_key, KEY])
@@ -189,7 +191,9 @@ def test_rotate_key_reencrypts_with_the_first_key(database_url, tmp_path):
 def test_rotate_key_lists_unreadable_rows_and_exits_1(integration, app):
     table = db.metadata.tables["integrations"]
     stranger = Fernet(Fernet.generate_key()).encrypt(b"{}").decode()
-    other = Integration(provider="tickets", name="Other", credentials={"api_key": "k", "subdomain": "s"})
+    other = Integration(
+        provider="tickets", name="Other", credentials={"api_key": "k", "subdomain": "s"}, metadata={"team": "t"}
+    )
     db.session.add(other)
     db.session.commit()
     db.session.execute(sa.update(table).where(table.c.id == other.id).values(credentials=stranger))

@@ -185,3 +185,14 @@ def test_concurrent_failures_are_counted_exactly(postgres_url):
         assert worker.exitcode == 0
     with app.app_context():
         assert stored(integration_id).consecutive_failures == 100
+
+
+def test_success_after_deferred_failures_in_one_transaction(integration, ext):
+    db.session.add(Integration(provider="loose", name="holds the write lock", credentials={}))
+    db.session.flush()
+    for _ in range(3):
+        integration.record_failure("upstream")
+    integration.record_success()
+    db.session.commit()
+    row = stored(integration.id)
+    assert (row.health_status, row.consecutive_failures) == ("healthy", 0)

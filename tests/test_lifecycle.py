@@ -33,13 +33,16 @@ class Tag(db.Model):
 
 
 def test_create_get_and_defaults(ext, ctx):
-    integration = ext.create("tickets", "Acme", {"api_key": "k", "subdomain": "s"}, sync_interval_minutes=5)
+    integration = ext.create(
+        "tickets", "Acme", {"api_key": "k", "subdomain": "s"}, metadata={"team": "a"}, sync_interval_minutes=5
+    )
     fetched = ext.get(integration.id)
     assert fetched is integration
     assert (fetched.is_active, fetched.health_status, fetched.consecutive_failures) == (True, "healthy", 0)
     assert fetched.created_at.tzinfo is not None and fetched.updated_at.tzinfo is not None
     assert fetched.sync_interval_minutes == 5
-    assert fetched.metadata is None
+    assert fetched.metadata == {"team": "a", "tags": []}
+    assert ext.create("loose", "No metadata", {}).metadata is None
     assert ext.get(999999) is None
 
 
@@ -185,3 +188,8 @@ def test_webhook_json_and_log_tree(integration):
     assert db.session.get(IntegrationLog, child.id).parent.id == parent.id
     assert db.session.get(IntegrationWebhook, webhook.id).json() == {"a": [1]}
     assert (webhook.attempts, webhook.dedup_key) == (0, None)
+
+
+def test_required_metadata_is_validated_when_omitted(ext, ctx):
+    with pytest.raises(ValidationError, match="metadata for provider 'tickets': team: required"):
+        ext.create("tickets", "No metadata", {"api_key": "k", "subdomain": "s"})
