@@ -86,10 +86,13 @@ def publish_migrations(directory: str | None) -> None:
     from .migrate import publish
 
     try:
-        written = publish(directory)
+        published = publish(directory)
     except IntegrationsError as exc:
         fail(str(exc))
-    if not written:
+    if not published:
         click.echo("Nothing to publish: the app already has every flask-integrations migration.")
-    for path in written:
-        click.echo(f"Published {path}")
+        return
+    for item in published:
+        revises = item.down_revision or "base"
+        click.echo(f"Published {item.path} (revision {item.revision}, revises {revises})")
+    click.echo("Now run `flask db upgrade`.")
