@@ -24,6 +24,7 @@ from .models import (
     IntegrationSyncItem,
     IntegrationWebhook,
 )
+from .pipeline.context import RequestContext
 from .providers import (
     CustomizesRetry,
     HandlesWebhooks,
@@ -35,6 +36,7 @@ from .providers import (
     ScheduledSync,
     SupportsIdempotency,
 )
+from .testing.fake import ResponseSequence
 
 __version__ = "0.1.0.dev0"
 
@@ -63,6 +65,8 @@ __all__ = [
     "ProviderNotRegistered",
     "RateLimitExceeded",
     "RedactsRequestData",
+    "RequestContext",
+    "ResponseSequence",
     "RetryableError",
     "ScheduledSync",
     "SupportsIdempotency",

@@ -57,8 +57,13 @@ def rotate_key(batch_size: int) -> None:
                 except CredentialsDecryptionError:
                     unreadable.append(row.id)
                     continue
-                session.execute(sa.update(table).where(table.c.id == row.id).values(credentials=token))
-                rotated += 1
+                # Only if unchanged since read: a concurrent update keeps its new value (rotated next run).
+                changed = session.execute(
+                    sa.update(table)
+                    .where(table.c.id == row.id, table.c.credentials == row.credentials)
+                    .values(credentials=token)
+                ).rowcount
+                rotated += changed
             session.commit()
             last_id = rows[-1].id
             bar.update(len(rows))

@@ -26,6 +26,8 @@ class AppState:
     keyring: Keyring
     providers: dict[str, Provider] = field(default_factory=dict)
     tables: dict[str, Any] = field(default_factory=dict)
+    #: the active `integrations.fake(...)`, if a test installed one
+    fake: Any = None
 
     def __repr__(self) -> str:
         return f"<AppState app={self.app.name!r} providers={sorted(self.providers)}>"

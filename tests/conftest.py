@@ -10,6 +10,8 @@ from flask import Flask
 
 from tests.support import POSTGRES_URL, REDIS_URL, REQUIRE_SERVERS, db, make_app
 
+pytest_plugins = ["pytester"]
+
 SERVER_MARKS = ("slow", "postgres", "redis", "browser")
 
 

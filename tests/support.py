@@ -6,7 +6,6 @@ import dataclasses
 import os
 from typing import Any
 
-from cryptography.fernet import Fernet
 from flask import Flask
 from flask_sqlalchemy import SQLAlchemy
 
@@ -19,7 +18,8 @@ POSTGRES_URL = os.environ.get(
 REDIS_URL = os.environ.get("INTEGRATIONS_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 REQUIRE_SERVERS = os.environ.get("INTEGRATIONS_TEST_REQUIRE_SERVERS") == "1"
 
-KEY = Fernet.generate_key().decode()
+#: A fixed key, so that processes a test spawns can read what the test wrote.
+KEY = os.environ.get("INTEGRATIONS_TEST_KEY", "GOG6nX3HaDRb9-Wp0rP47_9_1fSF18E86KyE0yY-yD4=")
 
 #: One Flask-SQLAlchemy object serves every test app, as it would serve an app factory.
 db = SQLAlchemy()

@@ -108,7 +108,10 @@ def test_invalid_update_changes_nothing(integration, ext):
 
 def test_constructor_validates_on_flush(ctx, ext):
     good = Integration(
-        provider="tickets", name="Ctor", credentials={"api_key": "k", "subdomain": "s"}, metadata={"team": "t"}
+        provider="tickets",
+        name="Ctor",
+        credentials={"api_key": "k", "subdomain": "s"},
+        metadata={"team": "t"},
     )
     db.session.add(good)
     db.session.commit()
@@ -170,7 +173,10 @@ def test_rotate_key_reencrypts_with_the_first_key(database_url, tmp_path):
     with old_app.app_context():
         reset_tables()
         ext = old_app.extensions["integrations"]
-        ids = [ext.create("tickets", f"T{n}", {"api_key": f"k{n}", "subdomain": "s"}, metadata={"team": "t"}).id for n in range(5)]
+        ids = [
+            ext.create("tickets", f"T{n}", {"api_key": f"k{n}", "subdomain": "s"}, metadata={"team": "t"}).id
+            for n in range(5)
+        ]
         db.session.remove()
     new_key = Fernet.generate_key().decode()
     app = make_app(database_url, INTEGRATIONS_ENCRYPTION_KEYS=[new_key, KEY])
@@ -192,7 +198,10 @@ def test_rotate_key_lists_unreadable_rows_and_exits_1(integration, app):
     table = db.metadata.tables["integrations"]
     stranger = Fernet(Fernet.generate_key()).encrypt(b"{}").decode()
     other = Integration(
-        provider="tickets", name="Other", credentials={"api_key": "k", "subdomain": "s"}, metadata={"team": "t"}
+        provider="tickets",
+        name="Other",
+        credentials={"api_key": "k", "subdomain": "s"},
+        metadata={"team": "t"},
     )
     db.session.add(other)
     db.session.commit()

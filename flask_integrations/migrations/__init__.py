@@ -1,1 +1,1 @@
-"""Alembic migrations shipped with flask-integrations; published with `flask integrations publish-migrations`."""
+"""Alembic migrations shipped with flask-integrations (see `flask integrations publish-migrations`)."""

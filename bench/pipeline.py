@@ -1,0 +1,135 @@
+"""Overhead of the pipeline over a raw httpx.Client, measured in one run.
+
+    python bench/pipeline.py [--calls 2000] [--postgres URL] [--redis URL]
+
+For each backend it makes `--calls` GETs to a loopback server, alternating a
+raw `httpx.Client.get` and `integration.at(...).get(url)` (logging on, one
+request row per call), and prints the median time of each, the median
+overhead in milliseconds and the ratio. SQLite runs in WAL mode with
+synchronous=NORMAL (the settings the docs recommend); PostgreSQL + Redis runs
+when both are reachable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import sqlalchemy as sa
+from cryptography.fernet import Fernet
+from flask import Flask
+from flask_sqlalchemy import SQLAlchemy
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from flask_integrations import Integrations, Provider  # noqa: E402
+from tests.upstream import UpstreamServer  # noqa: E402
+
+db = SQLAlchemy()
+
+
+class Bench(Provider):
+    pass
+
+
+def sqlite_pragmas(dbapi_connection, _record) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
+def build_app(database_url: str, redis_url: str | None) -> Flask:
+    app = Flask("bench")
+    app.config.update(
+        SECRET_KEY="bench",
+        SQLALCHEMY_DATABASE_URI=database_url,
+        INTEGRATIONS_ENCRYPTION_KEYS=[Fernet.generate_key().decode()],
+        INTEGRATIONS_PROVIDERS={"bench": Bench},
+        INTEGRATIONS_REDIS_URL=redis_url,
+    )
+    db.init_app(app)
+    Integrations(app, db=db)
+    with app.app_context():
+        if database_url.startswith("sqlite"):
+            sa.event.listen(db.engine, "connect", sqlite_pragmas)
+            db.engine.dispose()
+        db.drop_all()
+        db.create_all()
+    return app
+
+
+def measure(app: Flask, url: str, calls: int) -> tuple[float, float]:
+    raw_times, pipeline_times = [], []
+    with app.app_context():
+        integration = app.extensions["integrations"].create("bench", "bench", {"token": "t"})
+        raw = httpx.Client()
+        for _ in range(50):  # warm both paths
+            raw.get(url)
+            integration.at("bench").get(url)
+        for _ in range(calls):
+            started = time.perf_counter()
+            raw.get(url)
+            raw_times.append(time.perf_counter() - started)
+            started = time.perf_counter()
+            integration.at("bench").get(url)
+            pipeline_times.append(time.perf_counter() - started)
+        db.session.remove()
+    return statistics.median(raw_times) * 1000, statistics.median(pipeline_times) * 1000
+
+
+def report(label: str, raw_ms: float, pipeline_ms: float) -> None:
+    print(
+        f"{label:<22} raw httpx {raw_ms:7.3f} ms   pipeline {pipeline_ms:7.3f} ms   "
+        f"added {pipeline_ms - raw_ms:6.3f} ms   ratio {pipeline_ms / raw_ms:5.2f}x"
+    )
+
+
+def reachable(url: str) -> bool:
+    try:
+        engine = sa.create_engine(url)
+        with engine.connect():
+            pass
+        engine.dispose()
+        return True
+    except Exception:  # noqa: BLE001
+        return False
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--calls", type=int, default=2000)
+    parser.add_argument(
+        "--postgres", default="postgresql+psycopg://postgres:postgres@127.0.0.1:5432/integrations_test"
+    )
+    parser.add_argument("--redis", default="redis://127.0.0.1:6379/14")
+    args = parser.parse_args()
+    server = UpstreamServer().start()
+    url = server.url + "/status/200"
+    print(f"{args.calls} GETs per path, median per call, loopback server at {server.url}")
+    with tempfile.TemporaryDirectory() as tmp:
+        report(
+            "SQLite (WAL), memory", *measure(build_app(f"sqlite:///{tmp}/bench.db", None), url, args.calls)
+        )
+    if reachable(args.postgres):
+        import redis
+
+        try:
+            redis.Redis.from_url(args.redis).ping()
+            redis_url = args.redis
+        except redis.RedisError:
+            redis_url = None
+        label = "PostgreSQL + Redis" if redis_url else "PostgreSQL, memory"
+        report(label, *measure(build_app(args.postgres, redis_url), url, args.calls))
+    else:
+        print("PostgreSQL not reachable: skipped (bash .ci/run starts one)")
+    server.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""The outbound request path, one module per stage, in the order of SPEC section 3."""

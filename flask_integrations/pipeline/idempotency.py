@@ -1,0 +1,91 @@
+"""At-most-once keyed calls: one `{p}_idempotency_keys` row per (integration, key).
+
+The row is committed on its own connection before the call runs, so a
+rollback of the caller's work can never re-open a key whose side effect
+already happened. The unique index decides between racing processes.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from ..clock import utcnow
+from ..detached import caller_holds_sqlite_write_lock, shares_caller_connection
+from ..errors import IdempotencyConflict, IntegrationsError
+from ..state import AppState
+
+MAX_KEY_LENGTH = 191
+
+
+def check_key(key: object) -> str:
+    if not isinstance(key, str) or not key:
+        raise ValueError("with_idempotency_key() needs a non-empty string key.")
+    if len(key) > MAX_KEY_LENGTH:
+        raise ValueError(f"Idempotency keys are at most {MAX_KEY_LENGTH} characters, got {len(key)}.")
+    return key
+
+
+def ensure_independent_commit(state: AppState) -> None:
+    """Refuse a keyed call whose key row could not be committed independently."""
+    engine = state.db.engine
+    if shares_caller_connection(engine):
+        raise RuntimeError(
+            "Idempotency keys need their own database connection, but this engine's pool "
+            f"({type(engine.pool).__name__}) hands back the caller's connection; use a file database "
+            "or a server database for keyed calls."
+        )
+    if caller_holds_sqlite_write_lock(state.db.session(), engine):
+        raise RuntimeError(
+            "A keyed call cannot run while this SQLite session holds uncommitted writes: commit "
+            "(or roll back) the session first, so the idempotency key can be committed on its own."
+        )
+
+
+def claim(state: AppState, integration_id: int, key: str) -> None:
+    """Commit the key row, or raise IdempotencyConflict if the key was used before."""
+    ensure_independent_commit(state)
+    table = state.tables["idempotency_keys"]
+    now = utcnow()
+    try:
+        with state.db.engine.begin() as connection:
+            connection.execute(
+                sa.insert(table).values(
+                    integration_id=integration_id, key=key, created_at=now, updated_at=now
+                )
+            )
+    except sa.exc.IntegrityError:
+        if not _key_exists(state, integration_id, key):
+            raise IntegrationsError(
+                f"Integration {integration_id} is not committed yet: commit it before a keyed call."
+            ) from None
+        raise IdempotencyConflict(
+            integration_id, key, original_request_id(state, integration_id, key)
+        ) from None
+
+
+def _key_exists(state: AppState, integration_id: int, key: str) -> bool:
+    table = state.tables["idempotency_keys"]
+    with state.db.engine.connect() as connection:
+        found = connection.execute(
+            sa.select(table.c.id).where(table.c.integration_id == integration_id, table.c.key == key)
+        ).first()
+    return found is not None
+
+
+def original_request_id(state: AppState, integration_id: int, key: str) -> int | None:
+    table = state.tables["requests"]
+    with state.db.engine.connect() as connection:
+        return connection.execute(
+            sa.select(sa.func.min(table.c.id)).where(
+                table.c.integration_id == integration_id, table.c.idempotency_key == key
+            )
+        ).scalar()
+
+
+def release(state: AppState, integration_id: int, key: str) -> None:
+    """Free the key: the upstream provably did not act, so the call may be made again."""
+    table = state.tables["idempotency_keys"]
+    with state.db.engine.begin() as connection:
+        connection.execute(
+            sa.delete(table).where(table.c.integration_id == integration_id, table.c.key == key)
+        )

@@ -1,0 +1,235 @@
+"""`integrations.fake(...)`: answer outbound calls from a table instead of calling out.
+
+A faked call records itself and returns the configured answer; it touches no
+rate limit, cache, breaker, health or database row.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import inspect
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from ..errors import IntegrationHTTPError
+
+Responses = dict[str, Any]
+
+
+class UnexpectedRequest(AssertionError):
+    """A faked pipeline received a call no pattern matches."""
+
+
+@dataclass(frozen=True)
+class FakeResponse:
+    """An HTTP answer: `fake.response(404, json={...})`. 4xx/5xx raise IntegrationHTTPError."""
+
+    status: int
+    json: Any = None
+    headers: dict[str, str] = field(default_factory=dict)
+
+    def to_httpx(self, method: str, url: str) -> httpx.Response:
+        request = httpx.Request(method if method.isalpha() else "POST", url)
+        if self.json is None:
+            return httpx.Response(self.status, headers=self.headers, request=request)
+        return httpx.Response(self.status, json=self.json, headers=self.headers, request=request)
+
+
+class ResponseSequence:
+    """Answers taken in order, one per call; a call after the last raises."""
+
+    def __init__(self, *answers: Any):
+        self._answers = list(answers)
+        self._next = 0
+
+    def take(self, call: RecordedCall) -> Any:
+        if self._next >= len(self._answers):
+            raise UnexpectedRequest(
+                f"ResponseSequence for {call.method} {call.endpoint} is exhausted "
+                f"after {len(self._answers)} answer(s)."
+            )
+        answer = self._answers[self._next]
+        self._next += 1
+        return answer
+
+
+@dataclass(frozen=True)
+class RecordedCall:
+    """One call a faked pipeline received."""
+
+    integration_id: int
+    method: str
+    endpoint: str
+    target: str | None
+    data: Any
+    form: Any
+    headers: dict[str, str]
+    idempotency_key: str | None
+
+
+def _split(pattern: str) -> tuple[str | None, str]:
+    method, sep, rest = pattern.partition(":")
+    if sep and method.isalpha() and method.isupper():
+        return method, rest
+    return None, pattern
+
+
+def _specificity(pattern: str) -> tuple[int, int]:
+    method, path = _split(pattern)
+    return (len(path.replace("*", "")), 1 if method else 0)
+
+
+def _names(call: RecordedCall) -> list[str]:
+    names = [call.endpoint, call.endpoint.lstrip("/")]
+    if call.target:
+        url = httpx.URL(call.target) if call.target.startswith(("http://", "https://")) else None
+        path = url.path if url is not None else call.target
+        names += [call.target, path, path.lstrip("/")]
+    return names
+
+
+def matches(pattern: str, call: RecordedCall) -> bool:
+    method, path = _split(pattern)
+    if method is not None and method != call.method:
+        return False
+    return any(fnmatch.fnmatchcase(name, path) for name in _names(call))
+
+
+class Fake:
+    """The installed fake; see the testing docs for the patterns it understands."""
+
+    def __init__(self, responses: Responses | None, uninstall: Callable[[Fake], None]):
+        self._responses = dict(responses or {})
+        self._per_integration: dict[int, Responses] = {}
+        self._uninstall = uninstall
+        self.calls: list[RecordedCall] = []
+
+    def __enter__(self) -> Fake:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        """Call out for real again."""
+        self._uninstall(self)
+
+    @staticmethod
+    def response(status: int, json: Any = None, headers: dict[str, str] | None = None) -> FakeResponse:
+        return FakeResponse(status, json, dict(headers or {}))
+
+    def for_integration(self, integration: Any, responses: Responses) -> Fake:
+        """Answers used for this integration before the general ones."""
+        self._per_integration.setdefault(integration.id, {}).update(responses)
+        return self
+
+    # -- answering -------------------------------------------------------------------------
+
+    def answer(self, spec: Any, method: str, target: Any) -> Any:
+        call = RecordedCall(
+            integration_id=spec.integration.id,
+            method=method,
+            endpoint=spec.endpoint,
+            target=target if isinstance(target, str) else None,
+            data=spec.data,
+            form=spec.form,
+            headers=dict(spec.headers),
+            idempotency_key=spec.idempotency_key,
+        )
+        self.calls.append(call)
+        answer = self._lookup(call)
+        while isinstance(answer, ResponseSequence):
+            answer = answer.take(call)
+        if callable(answer) and not isinstance(answer, type):
+            answer = answer(call) if _wants_call(answer) else answer()
+        if isinstance(answer, BaseException) or (
+            isinstance(answer, type) and issubclass(answer, BaseException)
+        ):
+            raise answer
+        if isinstance(answer, FakeResponse):
+            response = answer.to_httpx(method, call.target or spec.endpoint)
+            if answer.status >= 400:
+                raise IntegrationHTTPError(
+                    answer.status, response, f"{method} {spec.endpoint} answered HTTP {answer.status}."
+                )
+            return response if spec.raw else spec.build(answer.json)
+        return spec.build(answer)
+
+    def _lookup(self, call: RecordedCall) -> Any:
+        for table in (self._per_integration.get(call.integration_id, {}), self._responses):
+            for pattern in sorted(table, key=_specificity, reverse=True):
+                if matches(pattern, call):
+                    return table[pattern]
+        raise UnexpectedRequest(
+            f"No fake answer for {call.method} {call.endpoint!r} (integration {call.integration_id}); "
+            f"patterns: {sorted(self._responses) or 'none'}."
+        )
+
+    # -- assertions ------------------------------------------------------------------------
+
+    def _matching(self, endpoint: str, method: str | None, integration: Any) -> list[RecordedCall]:
+        pattern = f"{method.upper()}:{endpoint}" if method else endpoint
+        found = [c for c in self.calls if matches(pattern, c)]
+        if integration is not None:
+            found = [c for c in found if c.integration_id == integration.id]
+        return found
+
+    def assert_requested(
+        self, endpoint: str, times: int | None = None, method: str | None = None, integration: Any = None
+    ) -> None:
+        found = self._matching(endpoint, method, integration)
+        if times is None and not found:
+            raise AssertionError(f"Expected a request to {endpoint!r}; got: {self._summary()}.")
+        if times is not None and len(found) != times:
+            raise AssertionError(
+                f"Expected {times} request(s) to {endpoint!r}, got {len(found)}: {self._summary()}."
+            )
+
+    def assert_not_requested(self, endpoint: str, method: str | None = None, integration: Any = None) -> None:
+        found = self._matching(endpoint, method, integration)
+        if found:
+            raise AssertionError(f"Expected no request to {endpoint!r}, got {len(found)}.")
+
+    def assert_requested_with(self, endpoint: str, predicate: Callable[[RecordedCall], bool]) -> None:
+        found = self._matching(endpoint, None, None)
+        if not any(predicate(call) for call in found):
+            raise AssertionError(
+                f"No request to {endpoint!r} matched the predicate ({len(found)} request(s) seen)."
+            )
+
+    def assert_request_count(self, count: int) -> None:
+        if len(self.calls) != count:
+            raise AssertionError(f"Expected {count} request(s), got {len(self.calls)}: {self._summary()}.")
+
+    def assert_nothing_requested(self) -> None:
+        self.assert_request_count(0)
+
+    def _summary(self) -> str:
+        return ", ".join(f"{c.method} {c.endpoint}" for c in self.calls) or "none"
+
+
+def _wants_call(fn: Callable[..., Any]) -> bool:
+    try:
+        parameters = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    return any(
+        p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty for p in parameters
+    )
+
+
+def install(states: Iterable[Any], responses: Responses | None) -> Fake:
+    states = list(states)
+
+    def uninstall(fake: Fake) -> None:
+        for state in states:
+            if state.fake is fake:
+                state.fake = None
+
+    fake = Fake(responses, uninstall)
+    for state in states:
+        state.fake = fake
+    return fake
