@@ -13,6 +13,7 @@ when both are reachable.
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import statistics
 import sys
 import tempfile
@@ -45,7 +46,7 @@ def sqlite_pragmas(dbapi_connection, _record) -> None:
 
 
 def build_app(database_url: str, redis_url: str | None) -> Flask:
-    app = Flask("bench")
+    app = Flask(__name__)
     app.config.update(
         SECRET_KEY="bench",
         SQLALCHEMY_DATABASE_URI=database_url,
@@ -91,13 +92,20 @@ def report(label: str, raw_ms: float, pipeline_ms: float) -> None:
 
 
 def reachable(url: str) -> bool:
+    """True when the PostgreSQL server answers; creates the benchmark database if missing."""
+    server = sa.make_url(url).set(database="postgres")
     try:
-        engine = sa.create_engine(url)
-        with engine.connect():
-            pass
+        engine = sa.create_engine(server, isolation_level="AUTOCOMMIT")
+        with engine.connect() as connection:
+            name = sa.make_url(url).database
+            exists = connection.execute(
+                sa.text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name}
+            ).first()
+            if not exists:
+                connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
         engine.dispose()
         return True
-    except Exception:  # noqa: BLE001
+    except sa.exc.OperationalError:
         return False
 
 
@@ -105,13 +113,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=2000)
     parser.add_argument(
-        "--postgres", default="postgresql+psycopg://postgres:postgres@127.0.0.1:5432/integrations_test"
+        "--postgres", default="postgresql+psycopg://postgres:postgres@127.0.0.1:5432/integrations_bench"
     )
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/14")
     args = parser.parse_args()
-    server = UpstreamServer().start()
-    url = server.url + "/status/200"
-    print(f"{args.calls} GETs per path, median per call, loopback server at {server.url}")
+    server_url, server = start_server_process()
+    url = server_url + "/status/200"
+    print(f"{args.calls} GETs per path, median per call, loopback server process at {server_url}")
     with tempfile.TemporaryDirectory() as tmp:
         report(
             "SQLite (WAL), memory", *measure(build_app(f"sqlite:///{tmp}/bench.db", None), url, args.calls)
@@ -128,7 +136,21 @@ def main() -> None:
         report(label, *measure(build_app(args.postgres, redis_url), url, args.calls))
     else:
         print("PostgreSQL not reachable: skipped (bash .ci/run starts one)")
-    server.stop()
+    server.terminate()
+
+
+def _serve(queue: multiprocessing.Queue) -> None:
+    server = UpstreamServer()
+    queue.put(server.url)
+    server.serve_forever()
+
+
+def start_server_process() -> tuple[str, multiprocessing.Process]:
+    """The upstream in its own process, so it does not compete with the client for the GIL."""
+    queue: multiprocessing.Queue = multiprocessing.Queue()
+    process = multiprocessing.Process(target=_serve, args=(queue,), daemon=True)
+    process.start()
+    return queue.get(timeout=30), process
 
 
 if __name__ == "__main__":

@@ -64,16 +64,23 @@ def _keys(integration_id: int) -> tuple[str, str, str]:
     return base + "open", base + "failures", base + "probe"
 
 
+def read_keys(integration_id: int) -> list[str]:
+    """The keys `before_attempt` reads, for callers that batch their reads."""
+    return list(_keys(integration_id)[:2])
+
+
 @fail_open(False)
-def before_attempt(store: Store, integration_id: int, settings: dict[str, Any]) -> bool:
+def before_attempt(
+    store: Store, integration_id: int, settings: dict[str, Any], known: list[Any] | None = None
+) -> bool:
     """Gate one attempt: False = go ahead (closed), True = go ahead as the half-open probe.
 
     Raises `CircuitOpenError` while the cooldown runs or while another caller holds the probe.
+    `known` is the values of `read_keys()` when the caller already fetched them in one round trip.
     """
     if not settings["enabled"]:
         return False
-    open_key, failures_key, _ = _keys(integration_id)
-    opened, failures = store.get_many([open_key, failures_key])
+    opened, failures = known if known is not None else store.get_many(read_keys(integration_id))
     _local(store).failures_seen[integration_id] = failures is not None
     if opened is None:
         return False

@@ -18,7 +18,7 @@ from ..health import THROTTLE
 from ..models import polymorphic_ref
 from ..providers import SupportsIdempotency
 from ..state import AppState, current_state
-from ..store import get_store
+from ..store import StoreUnavailable, get_store
 from . import breaker, cache, classify, idempotency, ratelimit, redact, retry
 from .context import RequestContext, activate, wants_context
 from .http import client, decode, join_url
@@ -201,9 +201,21 @@ def attempts(
 def admit(state: AppState, provider: Any, store: Any, integration_id: int) -> bool:
     """Steps 2 and 3 before every attempt: the breaker, then the limiter. True = half-open probe."""
     settings = state.setting("BREAKER")
-    probe = breaker.before_attempt(store, integration_id, settings)
+    breaker_keys, limiter_keys = breaker.read_keys(integration_id), ratelimit.read_keys(integration_id)
+    try:  # one round trip for both gates when nothing is wrong
+        values = store.get_many(breaker_keys + limiter_keys)
+    except StoreUnavailable:
+        values = [None] * (len(breaker_keys) + len(limiter_keys))
+    known_breaker, known_limiter = values[: len(breaker_keys)], values[len(breaker_keys) :]
+    probe = breaker.before_attempt(store, integration_id, settings, known=known_breaker)
     try:
-        ratelimit.acquire(store, integration_id, provider.rate_limit, state.setting("RATE_LIMIT_MAX_WAIT"))
+        ratelimit.acquire(
+            store,
+            integration_id,
+            provider.rate_limit,
+            state.setting("RATE_LIMIT_MAX_WAIT"),
+            known=known_limiter,
+        )
     except RateLimitExceeded:
         if probe:  # give the probe back, or every caller sees an open breaker until the claim expires
             breaker.after_attempt(store, integration_id, THROTTLE, settings, probe)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import time
 from datetime import datetime
+from typing import Any
 
 from ..clock import as_utc
 from ..errors import RateLimitExceeded
@@ -73,8 +74,15 @@ def _seconds_until(reset_at: float | datetime, now: float) -> float:
     return reset_at - now if reset_at >= EPOCH_THRESHOLD else reset_at
 
 
+def read_keys(integration_id: int) -> list[str]:
+    """The key `acquire` reads first, for callers that batch their reads."""
+    return [_keys(integration_id)[1]]
+
+
 @fail_open(None)
-def acquire(store: Store, integration_id: int, per_minute: int | None, max_wait: float) -> None:
+def acquire(
+    store: Store, integration_id: int, per_minute: int | None, max_wait: float, known: list[Any] | None = None
+) -> None:
     """Take one slot, waiting up to `max_wait` seconds for one.
 
     Raises `RateLimitExceeded` (with `retry_after`) at once when the wait is known
@@ -84,7 +92,8 @@ def acquire(store: Store, integration_id: int, per_minute: int | None, max_wait:
     window_key, until_key = _keys(integration_id)
     deadline = time.monotonic() + max_wait
     while True:
-        wait = _suppressed_for(store, until_key)
+        wait = _until_to_wait(store, known[0]) if known is not None else _suppressed_for(store, until_key)
+        known = None
         if not wait and per_minute:
             wait = store.window_acquire(window_key, int(per_minute), WINDOW)
         if not wait:
@@ -96,7 +105,10 @@ def acquire(store: Store, integration_id: int, per_minute: int | None, max_wait:
 
 
 def _suppressed_for(store: Store, until_key: str) -> float:
-    until = store.get(until_key)
+    return _until_to_wait(store, store.get(until_key))
+
+
+def _until_to_wait(store: Store, until: Any) -> float:
     if until is None:
         return 0.0
     return max(float(until) - store.clock(), 0.0)

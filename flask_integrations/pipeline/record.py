@@ -11,36 +11,112 @@ ends (see `detached.py`).
 from __future__ import annotations
 
 import os
+import sqlite3
 import threading
+import weakref
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
 
 from ..clock import utcnow
-from ..detached import run_detached
+from ..detached import caller_holds_sqlite_write_lock, run_detached, shares_caller_connection
 from ..state import AppState
 
-_engines: dict[tuple[int, str], sa.Engine] = {}
+_log_engines: weakref.WeakKeyDictionary[sa.Engine, tuple[int, sa.Engine]] = weakref.WeakKeyDictionary()
 _engines_lock = threading.Lock()
 
 
 def log_engine(state: AppState) -> sa.Engine:
-    """The engine request rows are written with."""
+    """The engine request rows are written with (one per app engine and process)."""
     engine = state.db.engine
     if engine.dialect.name != "postgresql":
         return engine
-    key = (os.getpid(), engine.url.render_as_string(hide_password=False))
+    known = _log_engines.get(engine)
+    if known is not None and known[0] == os.getpid():
+        return known[1]
     with _engines_lock:
-        if key not in _engines:
-            _engines[key] = sa.create_engine(
-                engine.url,
-                pool_size=2,
-                max_overflow=8,
-                pool_pre_ping=True,
-                connect_args={"options": "-c synchronous_commit=off"},
-            )
-        return _engines[key]
+        created = sa.create_engine(
+            engine.url,
+            pool_size=2,
+            max_overflow=8,
+            pool_pre_ping=True,
+            connect_args={"options": "-c synchronous_commit=off"},
+        )
+        _log_engines[engine] = (os.getpid(), created)
+        return created
+
+
+class RowInserter:
+    """Inserts request rows through a DBAPI connection kept by each thread.
+
+    SQLAlchemy's per-statement machinery (pool checkout, reset, compilation
+    lookup, result wrapping) costs several times the insert itself on this hot
+    path, so the statement is compiled once and executed on the raw
+    connection. Used only when a second connection is really separate (see
+    `detached.shares_caller_connection`).
+    """
+
+    def __init__(self, engine: sa.Engine, table: sa.Table):
+        columns = [c for c in table.columns if c.name != "id"]
+        statement = (
+            sa.insert(table).values({c.name: sa.bindparam(c.name) for c in columns}).returning(table.c.id)
+        )
+        compiled = statement.compile(dialect=engine.dialect)
+        self.sql = str(compiled)
+        self.order = list(compiled.positiontup or []) if compiled.positional else None
+        self.sqlite = engine.dialect.name == "sqlite"
+        self.engine = engine
+        self.local = threading.local()
+
+    def _connection(self) -> Any:
+        connection = getattr(self.local, "connection", None)
+        if connection is None or getattr(self.local, "pid", None) != os.getpid():
+            connection = self.engine.raw_connection()
+            _autocommit(connection.dbapi_connection)
+            self.local.connection, self.local.pid = connection, os.getpid()
+        return connection
+
+    def _params(self, row: dict[str, Any]) -> Any:
+        if self.sqlite:  # the storage format of SQLAlchemy's SQLite DateTime, in UTC
+            row = {
+                k: (v.astimezone(UTC).strftime(SQLITE_DATETIME) if isinstance(v, datetime) else v)
+                for k, v in row.items()
+            }
+        return [row[name] for name in self.order] if self.order is not None else row
+
+    def insert(self, row: dict[str, Any]) -> int:
+        connection = self._connection()
+        cursor = connection.cursor()
+        try:
+            cursor.execute(self.sql, self._params(row))
+            return cursor.fetchall()[0][0]
+        except BaseException:
+            self.local.connection = None
+            connection.invalidate()
+            raise
+        finally:
+            cursor.close()
+
+
+def _autocommit(dbapi_connection: Any) -> None:
+    """One statement, one round trip: no BEGIN/COMMIT around a single insert."""
+    if isinstance(dbapi_connection, sqlite3.Connection):
+        dbapi_connection.isolation_level = None
+    else:
+        dbapi_connection.autocommit = True  # psycopg (and other PEP 249 drivers with autocommit)
+
+
+SQLITE_DATETIME = "%Y-%m-%d %H:%M:%S.%f"
+_inserters: weakref.WeakKeyDictionary[sa.Engine, RowInserter] = weakref.WeakKeyDictionary()
+
+
+def inserter(engine: sa.Engine, table: sa.Table) -> RowInserter:
+    with _engines_lock:
+        if engine not in _inserters:
+            _inserters[engine] = RowInserter(engine, table)
+        return _inserters[engine]
 
 
 class CallLog:
@@ -63,12 +139,23 @@ def write_attempt(
 ) -> None:
     """Insert the attempt's row (now, or after the caller's transaction) and call `then(row_id)`."""
     table = state.tables["requests"]
+    engine = log_engine(state)
+
+    def row() -> dict[str, Any]:
+        now = utcnow()
+        return {**values, "retry_of": call.retry_of(), "created_at": now, "updated_at": now}
+
+    if not shares_caller_connection(engine) and not caller_holds_sqlite_write_lock(
+        state.db.session(), engine
+    ):
+        row_id = inserter(engine, table).insert(row())
+        call.remember(row_id)
+        then(row_id)
+        return
 
     def work(connection: sa.Connection) -> int | None:
-        now = utcnow()
-        row = {**values, "retry_of": call.retry_of(), "created_at": now, "updated_at": now}
-        row_id = connection.execute(sa.insert(table).values(row).returning(table.c.id)).scalar_one()
+        row_id = connection.execute(sa.insert(table).values(row()).returning(table.c.id)).scalar_one()
         call.remember(row_id)
         return row_id
 
-    run_detached(state.db.session, log_engine(state), work, then)
+    run_detached(state.db.session, engine, work, then)
