@@ -461,3 +461,76 @@ def test_eight_processes_racing_one_key_run_it_once(postgres_url, upstream):
     outcomes = sorted(results.get(timeout=5) for _ in workers)
     assert outcomes == ["conflict"] * 7 + ["ran"]
     assert upstream.hits("/json") == 1
+
+
+def _redis_apps(app_factory, upstream, redis_url, **config):
+    """Two apps (as two web processes would be) sharing one Redis."""
+    import uuid
+
+    prefix = f"test-{uuid.uuid4().hex[:8]}:"
+    apps = []
+    for _ in range(2):
+        settings = {**FAST_RETRIES, **config}
+        app = app_factory(INTEGRATIONS_REDIS_URL=redis_url, INTEGRATIONS_REDIS_PREFIX=prefix, **settings)
+        app.extensions["integrations"].register("api", api_provider(upstream.url))
+        apps.append(app)
+    with apps[0].app_context():
+        integration_id = apps[0].extensions["integrations"].create("api", "API", {"token": "t"}).id
+        db.session.remove()
+    return apps, integration_id
+
+
+def _call(app, integration_id, fn):
+    with app.app_context():
+        try:
+            return fn(app.extensions["integrations"].get(integration_id))
+        finally:
+            db.session.remove()
+
+
+@pytest.mark.redis
+def test_cache_and_breaker_are_shared_through_redis(app_factory, upstream, redis_url):
+    (first, second), integration_id = _redis_apps(
+        app_factory, upstream, redis_url, INTEGRATIONS_BREAKER={"threshold": 1, "cooldown": 60}
+    )
+    assert (
+        _call(first, integration_id, lambda i: i.at("shared").with_cache(60).get("/json"))["path"] == "/json"
+    )
+    assert (
+        _call(second, integration_id, lambda i: i.at("shared").with_cache(60).get("/json"))["path"] == "/json"
+    )
+    assert upstream.hits("/json") == 1
+    with pytest.raises(IntegrationHTTPError):
+        _call(first, integration_id, lambda i: i.at("down").with_attempts(1).get("/status/503"))
+    assert _call(second, integration_id, lambda i: i.breaker_state()) == "open"
+    with pytest.raises(CircuitOpenError):
+        _call(second, integration_id, lambda i: i.at("other").get("/json"))
+    _call(second, integration_id, lambda i: i.reset_breaker())
+    assert _call(first, integration_id, lambda i: i.breaker_state()) == "closed"
+
+
+@pytest.mark.redis
+def test_retry_after_suppresses_every_process(app_factory, upstream, redis_url):
+    (first, second), integration_id = _redis_apps(
+        app_factory, upstream, redis_url, INTEGRATIONS_RATE_LIMIT_MAX_WAIT=0, INTEGRATIONS_RETRY_AFTER_MAX=30
+    )
+    upstream.script("/busy", [(429, {"e": 1}, {"Retry-After": "30"})])
+    with pytest.raises(IntegrationHTTPError):
+        _call(first, integration_id, lambda i: i.at("busy").with_attempts(1).get("/busy"))
+    with pytest.raises(RateLimitExceeded) as info:
+        _call(second, integration_id, lambda i: i.at("busy").get("/json"))
+    assert 25 < info.value.retry_after <= 30
+    assert upstream.hits("/json") == 0
+
+
+def test_unreachable_redis_fails_open(app_factory, upstream, caplog):
+    app = app_factory(INTEGRATIONS_REDIS_URL="redis://127.0.0.1:1/0", **FAST_RETRIES)
+    app.extensions["integrations"].register("api", api_provider(upstream.url))
+    with app.app_context(), caplog.at_level(logging.WARNING, logger="flask_integrations"):
+        api = app.extensions["integrations"].create("api", "API", {"token": "t"})
+        for _ in range(3):
+            assert api.at("cached").with_cache(60).get("/json")["path"] == "/json"
+        assert upstream.hits("/json") == 3  # no cache, but every call went through
+        assert len(rows(api.id)) == 3
+        db.session.remove()
+    assert 1 <= caplog.text.count("Redis") <= 2
