@@ -234,6 +234,8 @@ def call_once(
     state: AppState, provider: Any, spec: RequestBuilder, method: str, target: Any, ctx: RequestContext
 ) -> Outcome:
     outcome = Outcome()
+    if not callable(target):
+        client()  # created on first use; not part of the call's duration
     started = time.perf_counter()
     try:
         with activate(ctx):
