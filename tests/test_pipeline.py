@@ -534,3 +534,47 @@ def test_unreachable_redis_fails_open(app_factory, upstream, caplog):
         assert len(rows(api.id)) == 3
         db.session.remove()
     assert 1 <= caplog.text.count("Redis") <= 2
+
+
+def test_explicit_retry_of_points_every_row_at_the_original(api):
+    api.at("first").get("/json")
+    original = rows()[0].id
+    api.at("again").retry_of(original).get("/json")
+    assert rows()[-1].retry_of == original
+
+
+def test_cache_for_other_methods_when_asked(api, upstream):
+    for _ in range(2):
+        assert (
+            api.at("search").with_cache(60, methods=["POST"]).with_data({"q": "x"}).post("/json")["method"]
+            == "POST"
+        )
+    assert upstream.hits("/json") == 1
+    api.at("search").with_data({"q": "x"}).post("/json")  # no with_cache: always live
+    assert upstream.hits("/json") == 2
+
+
+def test_reported_remaining_zero_suppresses_until_reset(app_factory, upstream):
+    app = app_factory(INTEGRATIONS_RATE_LIMIT_MAX_WAIT=0, INTEGRATIONS_RETRY_AFTER_MAX=120)
+    app.extensions["integrations"].register("api", api_provider(upstream.url))
+    with app.app_context():
+        api = app.extensions["integrations"].create("api", "API", {"token": "t"})
+
+        def sdk_call(ctx):
+            ctx.report(rate_limit_remaining=0, rate_limit_reset_at=60)
+            return {"ok": True}
+
+        assert api.at("sdk").get(sdk_call) == {"ok": True}
+        with pytest.raises(RateLimitExceeded):
+            api.at("sdk").get(sdk_call)
+        db.session.remove()
+
+
+def test_key_released_when_no_connection_was_made(app, ctx):
+    ext = app.extensions["integrations"]
+    ext.register("closed", api_provider("http://127.0.0.1:1"))
+    closed = ext.create("closed", "Closed port", {"token": "t"})
+    for _ in range(2):  # the second call is allowed: the first never reached the upstream
+        with pytest.raises(httpx.ConnectError):
+            closed.at("charge").with_idempotency_key("k-conn").post("/charge")
+    assert [r.failure_class for r in rows(closed.id)] == ["upstream", "upstream"]
