@@ -19,7 +19,7 @@ from ..models import polymorphic_ref
 from ..providers import SupportsIdempotency
 from ..state import AppState, current_state
 from ..store import StoreUnavailable, get_store
-from . import breaker, cache, classify, idempotency, ratelimit, redact, retry
+from . import breaker, cache, classify, idempotency, ratelimit, redact, retry, timeline
 from .context import RequestContext, activate, wants_context
 from .http import client, decode, join_url
 from .record import CallLog, log_engine, write_attempt
@@ -362,6 +362,7 @@ def record(
     }
 
     def then(row_id: int | None) -> None:
+        timeline.note(row_id)
         ctx.request_id = row_id
         outcome.request_id = row_id
         common = {
