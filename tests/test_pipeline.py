@@ -578,3 +578,16 @@ def test_key_released_when_no_connection_was_made(app, ctx):
         with pytest.raises(httpx.ConnectError):
             closed.at("charge").with_idempotency_key("k-conn").post("/charge")
     assert [r.failure_class for r in rows(closed.id)] == ["upstream", "upstream"]
+
+
+def test_a_failing_request_log_does_not_fail_the_call(api, monkeypatch, caplog):
+    from flask_integrations.pipeline import record as record_module
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("database went away")
+
+    monkeypatch.setattr(record_module.RowInserter, "insert", broken)
+    monkeypatch.setattr(record_module, "run_detached", broken)
+    with caplog.at_level(logging.ERROR, logger="flask_integrations"):
+        assert api.at("ok").get("/json")["path"] == "/json"
+    assert "could not write the request row" in caplog.text

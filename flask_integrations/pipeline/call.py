@@ -175,11 +175,13 @@ def attempts(
         outcome = call_once(state, provider, spec, method, target, ctx)
         breaker.after_attempt(store, integration.id, outcome.failure, breaker_settings, probe)
         report_limits(store, integration.id, ctx, outcome, state.setting("RETRY_AFTER_MAX"))
-        record(state, provider, spec, method, target, ctx, outcome, call_log)
+        best_effort(
+            "write the request row", record, state, provider, spec, method, target, ctx, outcome, call_log
+        )
         if outcome.failure is None:
-            integration.record_success()
+            best_effort("record the success", integration.record_success)
             return outcome
-        integration.record_failure(outcome.failure)
+        best_effort("record the failure", integration.record_failure, outcome.failure)
         last = outcome
         delay = retry.retry_delay(
             attempt=attempt,
@@ -221,6 +223,14 @@ def admit(state: AppState, provider: Any, store: Any, integration_id: int) -> bo
             breaker.after_attempt(store, integration_id, THROTTLE, settings, probe)
         raise
     return probe
+
+
+def best_effort(what: str, fn: Any, *args: Any) -> None:
+    """Bookkeeping after the call: a database hiccup here must not turn a done call into an error."""
+    try:
+        fn(*args)
+    except Exception:  # noqa: BLE001
+        logger.exception("flask-integrations could not %s; the call's outcome stands", what)
 
 
 def provably_not_acted(outcome: Outcome) -> bool:
