@@ -2,16 +2,45 @@
 
 from __future__ import annotations
 
+import json
+import math
 import sys
+import types
+import typing
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
 
 import click
 import sqlalchemy as sa
+from flask import current_app
 from flask.cli import AppGroup
 
-from .errors import CredentialsDecryptionError, IntegrationsError
-from .state import current_state
+from . import fields, scaffold
+from .cli_output import cell, format_table, milliseconds, percent, shorten, when
+from .clock import utcnow
+from .errors import CredentialsDecryptionError, IntegrationsError, ProviderNotRegistered, ValidationError
+from .models import Integration
+from .pipeline.redact import credential_secrets, scrub
+from .providers import OAUTH_TOKEN_FIELDS, HasHealthCheck, OAuth2, Provider
+from .state import AppState, current_state
 
-integrations_cli = AppGroup("integrations", help="Manage third-party integrations.")
+
+class IntegrationsGroup(AppGroup):
+    """The command group; a bad argument is reported like any other error: one `Error:` line."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except click.UsageError as exc:
+            where = exc.ctx.command_path if exc.ctx is not None else ctx.command_path
+            message = exc.format_message().rstrip(".")
+            raise click.ClickException(f"{message}; see '{where} --help'.") from None
+
+
+integrations_cli = IntegrationsGroup("integrations", help="Manage third-party integrations.")
 
 
 def fail(message: str) -> None:
@@ -135,3 +164,673 @@ def prune_command(dry_run: bool, tables: tuple[str, ...]) -> None:
         click.echo("Dry run: nothing was deleted.")
     for line in report_lines(state, deleted, dry_run=dry_run):
         click.echo(line)
+
+
+# -- shared helpers ----------------------------------------------------------------------------
+
+#: Words that make a field's value secret-looking (besides INTEGRATIONS_REDACT_KEYS).
+SECRET_WORDS = ("password", "secret", "token", "key")
+
+_TRUE = frozenset({"true", "1", "yes"})
+_FALSE = frozenset({"false", "0", "no"})
+
+
+def _integration_or_fail(integration_id: int) -> Integration:
+    integration = current_state().db.session.get(Integration, integration_id)
+    if integration is None:
+        fail(f"Integration {integration_id} does not exist.")
+    return integration
+
+
+def _integrations(integration_id: int | None) -> list[Integration]:
+    """The one integration asked for (failing if unknown), else all of them by id."""
+    if integration_id is not None:
+        return [_integration_or_fail(integration_id)]
+    session = current_state().db.session
+    return list(session.scalars(sa.select(Integration).order_by(Integration.id)))
+
+
+def _safe_error(exc: BaseException, integration: Integration) -> str:
+    """`Type: message` on one line, with the integration's credential values scrubbed out."""
+    try:
+        secrets = credential_secrets(integration.credentials_dict())
+    except Exception:  # undecryptable: nothing to scrub, and the message below names no secret
+        secrets = []
+    text = scrub(f"{type(exc).__name__}: {exc}", secrets) or type(exc).__name__
+    return shorten(text, 200)
+
+
+def _run_health_check(provider: Any, integration: Integration) -> tuple[bool, str]:
+    """(passed, detail) of the provider's health check; an exception is a failure."""
+    try:
+        result = provider.health_check(integration)
+    except Exception as exc:
+        return False, _safe_error(exc, integration)
+    if result:
+        return True, "health check passed"
+    return False, f"health check returned {result!r}"
+
+
+# -- install -----------------------------------------------------------------------------------
+
+
+def is_secret_name(name: str, redact_keys: list[str]) -> bool:
+    """Whether a field's value should be typed without echo."""
+    lowered = name.lower()
+    return any(word in lowered for word in SECRET_WORDS) or lowered in {k.lower() for k in redact_keys}
+
+
+def parse_pairs(option: str, pairs: tuple[str, ...]) -> dict[str, str]:
+    """`KEY=VALUE` options as a dict; malformed or repeated keys fail (never echoing a value)."""
+    result: dict[str, str] = {}
+    for position, pair in enumerate(pairs, 1):
+        key, sep, value = pair.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            fail(f"{option} number {position} is not KEY=VALUE (e.g. {option} name=value).")
+        if key in result:
+            fail(f"{option} {key} is given more than once.")
+        result[key] = value
+    return result
+
+
+def convert_value(text: str, annotation: Any) -> Any:
+    """`text` converted to a dataclass field's type; ValueError says what was expected (not the value).
+
+    int, float, bool (true/false, yes/no, 1/0), list and dict (JSON), str as is;
+    `null` is None for an Optional field; an `Any` field takes the text, or JSON
+    when it starts with `{` or `[`.
+    """
+    if annotation is Any:
+        return _loose_value(text)
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        members = typing.get_args(annotation)
+        if type(None) in members and text.strip().lower() == "null":
+            return None
+        candidates = sorted((m for m in members if m is not type(None)), key=_conversion_order)
+        for member in candidates:
+            try:
+                return convert_value(text, member)
+            except ValueError:
+                continue
+        raise ValueError(f"expected {fields.type_name(annotation)}")
+    value = _convert_plain(text, annotation)
+    if not fields.matches(value, annotation):
+        raise ValueError(f"expected {fields.type_name(annotation)}")
+    return value
+
+
+def _conversion_order(annotation: Any) -> int:
+    """Specific types are tried before Any, and str (which takes anything) last."""
+    return 2 if annotation is str else 1 if annotation is Any else 0
+
+
+def _convert_plain(text: str, annotation: Any) -> Any:
+    if annotation is str:
+        return text
+    if annotation is bool:
+        lowered = text.strip().lower()
+        if lowered in _TRUE or lowered in _FALSE:
+            return lowered in _TRUE
+        raise ValueError("expected true/false, yes/no or 1/0")
+    if annotation is int:
+        try:
+            return int(text.strip())
+        except ValueError:
+            raise ValueError("expected an integer") from None
+    if annotation is float:
+        try:
+            number = float(text.strip())
+        except ValueError:
+            raise ValueError("expected a number") from None
+        if not math.isfinite(number):
+            raise ValueError("expected a finite number")
+        return number
+    container = typing.get_origin(annotation) or annotation
+    if container in (list, dict):
+        example = '["a", "b"]' if container is list else '{"key": "value"}'
+        try:
+            value = json.loads(text)
+        except ValueError:
+            raise ValueError(f"expected a JSON {container.__name__}, e.g. {example}") from None
+        if not isinstance(value, container):
+            raise ValueError(f"expected a JSON {container.__name__}, e.g. {example}")
+        return value
+    raise ValueError(f"cannot be given as text ({fields.type_name(annotation)})")
+
+
+def _loose_value(text: str) -> Any:
+    if not text.strip().startswith(("{", "[")):
+        return text
+    try:
+        return json.loads(text)
+    except ValueError:
+        raise ValueError("starts like JSON but is not valid JSON") from None
+
+
+class FieldValue(click.ParamType):
+    """A prompted value, converted like the `KEY=VALUE` options (click asks again when it fails)."""
+
+    name = "value"
+
+    def __init__(self, annotation: Any):
+        self.annotation = annotation
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if not isinstance(value, str):
+            return value
+        try:
+            return convert_value(value, self.annotation)
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+@dataclass
+class _FieldSet:
+    """The credential or metadata fields of an install: what was given, and what the provider wants."""
+
+    kind: str  # "credential" or "metadata"
+    specs: dict[str, fields.FieldSpec] | None
+    extra: dict[str, Any]  # optional fields accepted besides the dataclass's (OAuth2 tokens)
+    values: dict[str, Any]
+
+    @property
+    def option(self) -> str:
+        return f"--{self.kind}"
+
+    def missing(self) -> list[str]:
+        if self.specs is None:
+            return []
+        return [name for name, spec in self.specs.items() if spec.required and name not in self.values]
+
+
+def _field_set(kind: str, provider: Provider, given: dict[str, str]) -> _FieldSet:
+    """Convert the given `KEY=VALUE` strings to the provider's field types; unknown names fail."""
+    if kind == "credential":
+        specs = provider.credential_fields()
+        extra = dict(OAUTH_TOKEN_FIELDS) if isinstance(provider, OAuth2) else {}
+    else:
+        specs, extra = fields.field_specs(provider.metadata_class), {}
+    field_set = _FieldSet(kind, specs, extra, {})
+    if specs is not None:
+        unknown = [name for name in given if name not in specs and name not in extra]
+        if unknown:
+            fail(
+                f"Unknown {kind} field(s) for provider {provider.key!r}: {', '.join(unknown)} "
+                f"(it has: {', '.join([*specs, *extra]) or 'none'})."
+            )
+    for name, text in given.items():
+        annotation = specs[name].annotation if specs and name in specs else extra.get(name, Any)
+        try:
+            field_set.values[name] = convert_value(text, annotation)
+        except ValueError as exc:
+            fail(f"{field_set.option} {name}: {exc}.")
+    return field_set
+
+
+def _prompt_missing(field_set: _FieldSet, redact_keys: list[str]) -> None:
+    for name in field_set.missing():
+        annotation = field_set.specs[name].annotation if field_set.specs else Any
+        label = f"{field_set.kind.capitalize()} {name} ({fields.type_name(annotation)})"
+        try:
+            field_set.values[name] = click.prompt(
+                label, type=FieldValue(annotation), hide_input=is_secret_name(name, redact_keys)
+            )
+        except click.Abort:
+            fail(f"No value for required {field_set.kind} field {name!r}; give it with {field_set.option}.")
+
+
+def _remove(integration: Integration) -> None:
+    """Delete a just-created integration with its rows, breaker state and cache."""
+    integration.reset_breaker()
+    integration.forget_cache()
+    current_app.extensions["integrations"].delete(integration)
+
+
+@integrations_cli.command("install")
+@click.argument("provider_key", metavar="PROVIDER")
+@click.option("--name", help="Name of the integration (default: the provider's name).")
+@click.option(
+    "--credential",
+    "credential_pairs",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="A credential field; repeat for each. Converted to the field's type (JSON for list/dict).",
+)
+@click.option(
+    "--metadata",
+    "metadata_pairs",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="A metadata field; repeat for each. Converted like --credential.",
+)
+@click.option("--force", is_flag=True, help="Keep the integration even when its health check fails.")
+@click.option("--no-input", is_flag=True, help="Never prompt: fail if a required field is missing.")
+def install(
+    provider_key: str,
+    name: str | None,
+    credential_pairs: tuple[str, ...],
+    metadata_pairs: tuple[str, ...],
+    force: bool,
+    no_input: bool,
+) -> None:
+    """Create an integration of PROVIDER and run its health check.
+
+    Required fields not given are prompted for (secret-looking ones without
+    echo). With a health check, a failing integration is removed again and the
+    command exits 1, unless --force keeps it.
+    """
+    state = current_state()
+    try:
+        provider = state.provider(provider_key)
+    except ProviderNotRegistered as exc:
+        fail(str(exc))
+    credentials = _field_set("credential", provider, parse_pairs("--credential", credential_pairs))
+    metadata = _field_set("metadata", provider, parse_pairs("--metadata", metadata_pairs))
+    missing = [f"{s.kind} field(s) {', '.join(s.missing())}" for s in (credentials, metadata) if s.missing()]
+    if missing and no_input:
+        fail(f"Missing required {' and '.join(missing)}; give them with --credential/--metadata KEY=VALUE.")
+    for field_set in (credentials, metadata):
+        _prompt_missing(field_set, state.setting("REDACT_KEYS"))
+    name = provider.display_name() if name is None else name.strip()
+    if not name or len(name) > 255:
+        fail("--name must be 1 to 255 characters.")
+    given_metadata = metadata.values if metadata_pairs or metadata.specs is not None else None
+    try:
+        integration = current_app.extensions["integrations"].create(
+            provider_key, name, credentials.values, metadata=given_metadata
+        )
+    except ValidationError as exc:
+        fail(str(exc))
+    described = f"integration {integration.id} ({provider_key}, {cell(name)!r})"
+    if not isinstance(provider, HasHealthCheck):
+        click.echo(f"Created {described}; the provider has no health check.")
+        return
+    passed, detail = _run_health_check(provider, integration)
+    if passed:
+        click.echo(f"Created {described}; health check passed.")
+    elif force:
+        click.echo(f"Warning: health check failed ({detail}); kept because of --force.", err=True)
+        click.echo(f"Created {described}.")
+    else:
+        integration_id = integration.id
+        _remove(integration)
+        fail(
+            f"Health check of the new integration failed ({detail}); integration {integration_id} "
+            "was removed again. Fix the credentials, or keep it anyway with --force."
+        )
+
+
+# -- list --------------------------------------------------------------------------------------
+
+
+@integrations_cli.command("list")
+@click.option("--provider", "provider_key", metavar="PROVIDER", help="Only this provider's integrations.")
+@click.option("--inactive", is_flag=True, help="Only inactive integrations (disabled or switched off).")
+@click.option("--iso", is_flag=True, help="Times as ISO 8601 in UTC instead of relative.")
+def list_integrations(provider_key: str | None, inactive: bool, iso: bool) -> None:
+    """List integrations with their health and sync times."""
+    state = current_state()
+    query = sa.select(Integration).order_by(Integration.id)
+    if provider_key is not None:
+        query = query.where(Integration.provider == provider_key)
+    if inactive:
+        query = query.where(Integration.is_active.is_(False))
+    rows = list(state.db.session.scalars(query))
+    if provider_key is not None and not rows and provider_key not in state.providers:
+        fail(str(ProviderNotRegistered(provider_key)))
+    if not rows:
+        click.echo("No integrations.")
+        return
+    now = utcnow()
+    table = [
+        [
+            i.id,
+            i.provider,
+            shorten(i.name, 40),
+            f"{i.owner_type}:{i.owner_id}" if i.owner_type else None,
+            "yes" if i.is_active else "no",
+            i.health_status,
+            i.consecutive_failures,
+            when(i.last_synced_at, now, iso),
+            when(i.next_sync_at, now, iso),
+        ]
+        for i in rows
+    ]
+    headers = ["ID", "PROVIDER", "NAME", "OWNER", "ACTIVE", "HEALTH", "FAILURES", "LAST SYNC", "NEXT SYNC"]
+    click.echo(format_table(headers, table, right={0, 6}))
+
+
+# -- request figures (health, stats) -----------------------------------------------------------
+
+
+@dataclass
+class Figures:
+    """What an integration's request rows in a window add up to."""
+
+    requests: int = 0
+    errors: int = 0
+    cache_hits: int = 0
+    stale_hits: int = 0
+    timed: int = 0  # rows with a duration
+    p50: float | None = None
+    p95: float | None = None
+
+    def add(self, other: Figures) -> None:
+        self.requests += other.requests
+        self.errors += other.errors
+        self.cache_hits += other.cache_hits
+        self.stale_hits += other.stale_hits
+
+    @property
+    def hits(self) -> int:
+        return self.cache_hits + self.stale_hits
+
+
+def _window(state: AppState, since: datetime, integration_id: int | None) -> list[Any]:
+    t = state.tables["requests"]
+    where = [t.c.created_at >= since]
+    if integration_id is not None:
+        where.append(t.c.integration_id == integration_id)
+    return where
+
+
+def _failed(t: sa.Table) -> Any:
+    """A failed attempt: classified as a failure, an HTTP error status, or an error text."""
+    return sa.or_(t.c.failure_class.is_not(None), t.c.status_code >= 400, t.c.error.is_not(None))
+
+
+def request_figures(state: AppState, since: datetime, integration_id: int | None) -> dict[int, Figures]:
+    """Counts per integration over request rows created since `since`, in one grouped query."""
+    t = state.tables["requests"]
+    total = sa.func.coalesce
+    query = (
+        sa.select(
+            t.c.integration_id,
+            sa.func.count(),
+            total(sa.func.sum(sa.case((_failed(t), 1), else_=0)), 0),
+            total(sa.func.sum(t.c.cache_hits), 0),
+            total(sa.func.sum(t.c.stale_hits), 0),
+            sa.func.count(t.c.duration_ms),
+        )
+        .where(*_window(state, since, integration_id))
+        .group_by(t.c.integration_id)
+    )
+    return {row[0]: Figures(*(int(v) for v in row[1:])) for row in state.db.session.execute(query).all()}
+
+
+def add_latency(state: AppState, since: datetime, integration_id: int | None, figures: dict) -> None:
+    """Fill p50/p95 (continuous percentiles, as PostgreSQL's percentile_cont) into `figures`.
+
+    PostgreSQL computes them in one grouped query; elsewhere each integration
+    costs two small ORDER BY ... LIMIT 2 OFFSET k queries, so memory stays flat.
+    """
+    t = state.tables["requests"]
+    session = state.db.session
+    where = [*_window(state, since, integration_id), t.c.duration_ms.is_not(None)]
+    if session.get_bind().dialect.name == "postgresql":
+        query = (
+            sa.select(
+                t.c.integration_id,
+                sa.func.percentile_cont(0.5).within_group(t.c.duration_ms),
+                sa.func.percentile_cont(0.95).within_group(t.c.duration_ms),
+            )
+            .where(*where)
+            .group_by(t.c.integration_id)
+        )
+        for integration, p50, p95 in session.execute(query).all():
+            if integration in figures:
+                figures[integration].p50, figures[integration].p95 = float(p50), float(p95)
+        return
+    for integration, figure in figures.items():
+        if not figure.timed:
+            continue
+        durations = sa.select(t.c.duration_ms).where(*where, t.c.integration_id == integration)
+        figure.p50 = _percentile(session, durations.order_by(t.c.duration_ms), figure.timed, 0.5)
+        figure.p95 = _percentile(session, durations.order_by(t.c.duration_ms), figure.timed, 0.95)
+
+
+def _percentile(session: Any, ordered: sa.Select, count: int, fraction: float) -> float | None:
+    position = fraction * (count - 1)
+    low = math.floor(position)
+    values = [float(v) for v in session.scalars(ordered.limit(2).offset(low))]
+    if not values:
+        return None
+    if len(values) == 1:
+        return values[0]
+    return values[0] + (values[1] - values[0]) * (position - low)
+
+
+def top_errors(
+    state: AppState, since: datetime, integration_id: int | None, per_integration: int = 3
+) -> dict[int, list[tuple[int, str]]]:
+    """The most frequent failures per integration: [(count, label)], grouped by status and error."""
+    t = state.tables["requests"]
+    query = (
+        sa.select(t.c.integration_id, t.c.status_code, t.c.error, sa.func.count())
+        .where(*_window(state, since, integration_id), _failed(t))
+        .group_by(t.c.integration_id, t.c.status_code, t.c.error)
+    )
+    grouped: dict[int, list[tuple[int, str]]] = defaultdict(list)
+    for integration, status, error, count in state.db.session.execute(query).all():
+        grouped[integration].append((count, _error_label(status, error)))
+    return {i: sorted(found, key=lambda e: (-e[0], e[1]))[:per_integration] for i, found in grouped.items()}
+
+
+def _error_label(status: int | None, error: str | None) -> str:
+    if error and status is not None and str(status) not in error:
+        return f"HTTP {status}: {error}"
+    if error:
+        return error
+    return f"HTTP {status}" if status is not None else "failure without a status or message"
+
+
+_HOURS = click.option(
+    "--hours",
+    default=24,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="The window: request rows created in the last N hours.",
+)
+_INTEGRATION = click.option(
+    "--integration", "integration_id", type=int, metavar="ID", help="Only this integration."
+)
+
+
+# -- health ------------------------------------------------------------------------------------
+
+
+@integrations_cli.command("health")
+@_HOURS
+@_INTEGRATION
+def health_report(hours: int, integration_id: int | None) -> None:
+    """Health of each integration: requests, error rate, latency, breaker and top errors.
+
+    p50/p95 are continuous percentiles of duration_ms (PostgreSQL's
+    percentile_cont; computed the same way on other databases).
+    """
+    state = current_state()
+    integrations = _integrations(integration_id)
+    if not integrations:
+        click.echo("No integrations.")
+        return
+    since = utcnow() - timedelta(hours=hours)
+    figures = request_figures(state, since, integration_id)
+    add_latency(state, since, integration_id, figures)
+    errors = top_errors(state, since, integration_id)
+    rows = []
+    for i in integrations:
+        f = figures.get(i.id, Figures())
+        rows.append(
+            [
+                i.id,
+                i.provider,
+                shorten(i.name, 30),
+                i.health_status,
+                i.consecutive_failures,
+                i.breaker_state(),
+                f.requests,
+                percent(f.errors, f.requests),
+                milliseconds(f.p50),
+                milliseconds(f.p95),
+            ]
+        )
+    headers = ["ID", "PROVIDER", "NAME", "HEALTH", "FAILURES", "BREAKER", "REQUESTS", "ERRORS", "P50", "P95"]
+    click.echo(f"Last {hours} h:")
+    click.echo(format_table(headers, rows, right={0, 4, 6, 7, 8, 9}))
+    error_rows = [
+        [i.id, count, shorten(label, 100)] for i in integrations for count, label in errors.get(i.id, [])
+    ]
+    click.echo()
+    if error_rows:
+        click.echo(f"Top errors (last {hours} h):")
+        click.echo(format_table(["ID", "COUNT", "ERROR"], error_rows, right={0, 1}))
+    else:
+        click.echo(f"No failed requests in the last {hours} h.")
+
+
+# -- stats -------------------------------------------------------------------------------------
+
+
+@integrations_cli.command("stats")
+@_HOURS
+@_INTEGRATION
+def stats(hours: int, integration_id: int | None) -> None:
+    """Request counts, error rate and cache hit ratio per integration, with a total.
+
+    REQUESTS counts attempts (request rows); HIT RATIO is
+    (cache hits + stale hits) / (requests + cache hits + stale hits).
+    """
+    state = current_state()
+    integrations = _integrations(integration_id)
+    if not integrations:
+        click.echo("No integrations.")
+        return
+    figures = request_figures(state, utcnow() - timedelta(hours=hours), integration_id)
+    total = Figures()
+    rows = []
+    for i in integrations:
+        f = figures.get(i.id, Figures())
+        total.add(f)
+        rows.append([i.id, i.provider, shorten(i.name, 30), *_stats_cells(f)])
+    headers = ["ID", "PROVIDER", "NAME", "REQUESTS", "ERRORS", "ERROR RATE"]
+    headers += ["CACHE HITS", "STALE HITS", "HIT RATIO"]
+    click.echo(f"Last {hours} h:")
+    footer = [["TOTAL", "", "", *_stats_cells(total)]]
+    click.echo(format_table(headers, rows, right={0, 3, 4, 5, 6, 7, 8}, footer=footer))
+
+
+def _stats_cells(f: Figures) -> list[object]:
+    return [
+        f.requests,
+        f.errors,
+        percent(f.errors, f.requests),
+        f.cache_hits,
+        f.stale_hits,
+        percent(f.hits, f.requests + f.hits),
+    ]
+
+
+# -- test --------------------------------------------------------------------------------------
+
+
+@integrations_cli.command("test")
+@_INTEGRATION
+def test_integrations(integration_id: int | None) -> None:
+    """Run the health check of every active integration (or of one), recording the outcome.
+
+    A pass records a success, a failure an `upstream` failure. Integrations
+    whose provider has no health check are listed as skipped. Exits 1 if any
+    check failed.
+    """
+    state = current_state()
+    integrations = _integrations(integration_id)
+    if integration_id is None:
+        integrations = [i for i in integrations if i.is_active]
+    if not integrations:
+        click.echo("No active integrations.")
+        return
+    rows, failed = [], []
+    for integration in integrations:
+        provider = state.providers.get(integration.provider)
+        if provider is None:
+            result, detail = "skipped", f"provider {integration.provider!r} is not registered"
+        elif not isinstance(provider, HasHealthCheck):
+            result, detail = "skipped", "the provider has no health check"
+        else:
+            passed, detail = _run_health_check(provider, integration)
+            if passed:
+                result = "ok"
+                integration.record_success()
+            else:
+                result = "FAILED"
+                failed.append(integration.id)
+                integration.record_failure("upstream")
+            state.db.session.commit()  # deferred health writes run when the transaction ends
+        rows.append([integration.id, integration.provider, shorten(integration.name, 30), result, detail])
+    click.echo(format_table(["ID", "PROVIDER", "NAME", "RESULT", "DETAIL"], rows, right={0}))
+    if failed:
+        fail(f"{len(failed)} health check(s) failed: integration(s) {', '.join(map(str, failed))}.")
+
+
+# -- make-provider -----------------------------------------------------------------------------
+
+
+def _module_path(directory: Path, name: str) -> str | None:
+    """The dotted import path of `directory/name.py` from the current directory, if it has one."""
+    try:
+        relative = directory.resolve().relative_to(Path.cwd().resolve())
+    except ValueError:
+        return None
+    parts = [*relative.parts, name]
+    return ".".join(parts) if all(part.isidentifier() for part in parts) else None
+
+
+@integrations_cli.command("make-provider", with_appcontext=False)
+@click.argument("name")
+@click.option("--sync", is_flag=True, help="Scheduled sync (ScheduledSync.sync).")
+@click.option("--webhooks", is_flag=True, help="Webhook receiver (HandlesWebhooks.verify_webhook).")
+@click.option("--oauth", is_flag=True, help="OAuth2 authorization-code flow (OAuth2).")
+@click.option("--health-check", is_flag=True, help="Health check (HasHealthCheck.health_check).")
+@click.option(
+    "--path",
+    "directory",
+    default="providers",
+    show_default=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Directory of the new module, relative to the current directory.",
+)
+def make_provider(
+    name: str, sync: bool, webhooks: bool, oauth: bool, health_check: bool, directory: Path
+) -> None:
+    """Write a new provider module DIR/NAME.py to fill in (never overwrites a file).
+
+    NAME is the provider key and module name (^[a-z][a-z0-9_]*$); the class is
+    NAME in CamelCase. Each chosen capability gets stubs that raise
+    NotImplementedError with a TODO.
+    """
+    problem = scaffold.check_name(name)
+    if problem:
+        fail(problem)
+    target = directory / f"{name}.py"
+    module = _module_path(directory, name)
+    capabilities = scaffold.Capabilities(sync=sync, webhooks=webhooks, oauth=oauth, health_check=health_check)
+    source = scaffold.render(name, capabilities, module)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        with target.open("x", encoding="utf-8") as handle:
+            handle.write(source)
+    except FileExistsError:
+        fail(f"{target} already exists; not overwriting it.")
+    except OSError as exc:
+        fail(f"Cannot write {target}: {exc.strerror or exc}.")
+    class_name = scaffold.class_name(name)
+    click.echo(f"Created {target}")
+    click.echo("Add it to INTEGRATIONS_PROVIDERS in the app's config:")
+    click.echo(f'    "{name}": "{module or "<module>"}:{class_name}",')
+    if module is None:
+        click.echo(f"where <module> is the import path of {target}.")
+    click.echo("Then fill in its TODOs.")
+
+
+# -- retention --
