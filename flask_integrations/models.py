@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from sqlalchemy.orm import relationship
 
-from . import fields, health
+from . import fields, health, logs
 from .errors import ConfigurationError, ValidationError
 from .state import current_state
 from .tables import build_tables
@@ -21,6 +21,7 @@ from .tables import build_tables
 if TYPE_CHECKING:  # pragma: no cover
     from flask_sqlalchemy import SQLAlchemy
 
+    from .logs import LogSelect
     from .pipeline.builder import RequestBuilder
 
 _MAPPED: dict[str, Any] = {}
@@ -207,6 +208,74 @@ class Integration:
     def mark_synced(self) -> None:
         health.mark_synced(self)
 
+    # -- operation logs (flask_integrations.logs) ---------------------------------------------
+
+    def log_operation(
+        self,
+        operation: str,
+        direction: str,
+        status: str,
+        summary: str | None = None,
+        external_id: Any = None,
+        metadata: dict[str, Any] | None = None,
+        result_data: Any = None,
+        error: str | BaseException | None = None,
+        duration_ms: float | None = None,
+        parent: IntegrationLog | int | None = None,
+    ) -> IntegrationLog:
+        """Write and commit an operation log (it survives the caller's rollback); signals after commit."""
+        return logs.log_operation(
+            self,
+            operation,
+            direction,
+            status,
+            summary=summary,
+            external_id=external_id,
+            metadata=metadata,
+            result_data=result_data,
+            error=error,
+            duration_ms=duration_ms,
+            parent=parent,
+        )
+
+    # -- id mappings (flask_integrations.mappings; these flush, the caller commits) ----------------
+
+    def map_external_id(self, external_id: Any, obj: Any) -> IntegrationMapping:
+        """Map `external_id` to `obj`; raises `MappingAlreadyClaimed` if another object holds it."""
+        from . import mappings
+
+        return mappings.map_external_id(self, external_id, obj)
+
+    def remap_external_id(self, external_id: Any, obj: Any) -> IntegrationMapping:
+        """Point `external_id` at `obj`, whichever object held it before."""
+        from . import mappings
+
+        return mappings.remap_external_id(self, external_id, obj)
+
+    def resolve_mapping(self, external_id: Any, model: type) -> Any:
+        """The `model` object mapped to `external_id`, or None."""
+        from . import mappings
+
+        return mappings.resolve_mapping(self, external_id, model)
+
+    def resolve_mappings(self, external_ids: Any, model: type) -> dict[Any, Any]:
+        """``{external id: object or None}``, in two queries whatever the number of ids."""
+        from . import mappings
+
+        return mappings.resolve_mappings(self, external_ids, model)
+
+    def find_external_id(self, obj: Any) -> str | None:
+        """The external id mapped to `obj`, or None."""
+        from . import mappings
+
+        return mappings.find_external_id(self, obj)
+
+    def upsert_by_external_id(self, external_id: Any, model: type, attributes: dict[str, Any]) -> Any:
+        """Update the object mapped to `external_id`, or create and map it; safe under concurrency."""
+        from . import mappings
+
+        return mappings.upsert_by_external_id(self, external_id, model, attributes)
+
 
 class IntegrationRequest:
     """One attempt of one outbound call."""
@@ -220,6 +289,65 @@ class IntegrationLog:
 
     def __repr__(self) -> str:
         return f"<IntegrationLog {self.id} {self.operation} {self.status}>"
+
+    # Query helpers: each returns a `LogSelect` (a Select) on which every helper is available again.
+
+    @classmethod
+    def select(cls) -> LogSelect:
+        """``select(IntegrationLog)`` with the helpers below."""
+        return logs.LogSelect(cls)
+
+    @classmethod
+    def successful(cls) -> LogSelect:
+        return cls.select().successful()
+
+    @classmethod
+    def failed(cls) -> LogSelect:
+        return cls.select().failed()
+
+    @classmethod
+    def processing(cls) -> LogSelect:
+        return cls.select().processing()
+
+    @classmethod
+    def for_operation(cls, operation: str) -> LogSelect:
+        return cls.select().for_operation(operation)
+
+    @classmethod
+    def for_integration(cls, integration: Integration | int) -> LogSelect:
+        return cls.select().for_integration(integration)
+
+    @classmethod
+    def top_level(cls) -> LogSelect:
+        return cls.select().top_level()
+
+    @classmethod
+    def recent(cls, hours: float = 24) -> LogSelect:
+        return cls.select().recent(hours)
+
+    def finish(
+        self,
+        status: str,
+        summary: str | None = None,
+        error: str | BaseException | None = None,
+        result_data: Any = None,
+        metadata: dict[str, Any] | None = None,
+        duration_ms: float | None = None,
+    ) -> bool:
+        """End this `processing` log; True if this call ended it (and sent the signal)."""
+        return logs.finish(
+            self,
+            status,
+            summary=summary,
+            error=error,
+            result_data=result_data,
+            metadata=metadata,
+            duration_ms=duration_ms,
+        )
+
+    def append_request_ids(self, ids: list[int], cap: int = logs.REQUEST_IDS_CAP) -> None:
+        """Append request ids to ``metadata["request_ids"]`` atomically, capped."""
+        logs.append_request_ids(self, ids, cap)
 
 
 class IntegrationMapping:
