@@ -833,4 +833,60 @@ def make_provider(
     click.echo("Then fill in its TODOs.")
 
 
+# -- webhooks and workers (flask_integrations.queue, flask_integrations.webhooks) --
+
+
+@integrations_cli.command("worker")
+@click.option("--queue", "-q", "queues", multiple=True, help="Queue to listen on (repeatable).")
+@click.option("--burst", is_flag=True, help="Exit once the queues are empty.")
+@click.option("--simple", is_flag=True, help="Run jobs in the worker process instead of a fork per job.")
+def worker(queues: tuple[str, ...], burst: bool, simple: bool) -> None:
+    """Run an RQ worker (with its scheduler) whose jobs run inside this app's context.
+
+    Listens on the webhook and sync queues unless --queue is given.
+    """
+    from flask import current_app
+
+    from . import queue as queue_module
+
+    state = current_state()
+    url = state.setting("REDIS_URL")
+    if not url:
+        fail("INTEGRATIONS_REDIS_URL is not set: in embedded mode jobs run in the web process.")
+    names = list(queues) or sorted({state.setting("WEBHOOK")["queue"], state.setting("SYNC")["queue"]})
+    from rq import SimpleWorker, Worker
+
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    queue_module.set_worker_app(app)
+    connection = queue_module.redis_connection(url, worker=True)
+    worker_class = SimpleWorker if simple else Worker
+    rq_queues = [queue_module.rq_queue(name, url, worker=True) for name in names]
+    rq_worker = worker_class(rq_queues, connection=connection)
+    rq_worker.work(burst=burst, with_scheduler=True)
+
+
+@integrations_cli.command("recover-webhooks")
+def recover_webhooks() -> None:
+    """Re-enqueue webhooks left `processing` by a dead worker or `pending` by a lost job."""
+    from .webhooks import service
+
+    result = service.recover(current_state())
+    click.echo(
+        f"Re-enqueued {result.stale_processing} stale processing and {result.pending} pending webhook(s)."
+    )
+
+
+@integrations_cli.command("replay-webhook")
+@click.argument("webhook_id", type=int)
+def replay_webhook(webhook_id: int) -> None:
+    """Re-run a stored webhook: reset it to pending and enqueue it."""
+    from .webhooks import service
+
+    try:
+        service.replay(current_state(), webhook_id)
+    except service.ReplayError as exc:
+        fail(str(exc))
+    click.echo(f"Webhook {webhook_id} re-enqueued.")
+
+
 # -- retention --

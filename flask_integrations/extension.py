@@ -58,6 +58,18 @@ class Integrations:
 
         if "integrations" not in app.cli.commands:
             app.cli.add_command(integrations_cli)
+        self._init_webhooks(app, settings)
+
+    @staticmethod
+    def _init_webhooks(app: Flask, settings: dict[str, Any]) -> None:
+        """Background jobs after commit (see queue.py) and the webhook routes."""
+        from . import queue
+
+        queue.init_app(app)
+        if settings["INTEGRATIONS_BLUEPRINTS"].get("webhooks"):
+            from .webhooks.blueprint import register
+
+            register(app, settings["INTEGRATIONS_URL_PREFIX"])
 
     def _resolve_db(self, app: Flask) -> Any:
         db = self.db or app.extensions.get("sqlalchemy")
