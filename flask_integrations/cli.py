@@ -36,8 +36,10 @@ class IntegrationsGroup(AppGroup):
             return super().invoke(ctx)
         except click.UsageError as exc:
             where = exc.ctx.command_path if exc.ctx is not None else ctx.command_path
-            message = exc.format_message().rstrip(".")
-            raise click.ClickException(f"{message}; see '{where} --help'.") from None
+            message = exc.format_message()
+            if not message.endswith((".", "?", "!")):
+                message += "."
+            raise click.ClickException(f"{message} See '{where} --help'.") from None
 
 
 integrations_cli = IntegrationsGroup("integrations", help="Manage third-party integrations.")
@@ -229,9 +231,14 @@ def parse_pairs(option: str, pairs: tuple[str, ...]) -> dict[str, str]:
         if not sep or not key:
             fail(f"{option} number {position} is not KEY=VALUE (e.g. {option} name=value).")
         if key in result:
-            fail(f"{option} {key} is given more than once.")
+            fail(f"{option} {_field_name(key)} is given more than once.")
         result[key] = value
     return result
+
+
+def _field_name(name: str) -> str:
+    """`name` for an error message, unless it does not look like a field name (it may be a value)."""
+    return name if name.isidentifier() and len(name) <= 64 else "(a name that is not a field name)"
 
 
 def convert_value(text: str, annotation: Any) -> Any:
@@ -356,7 +363,8 @@ def _field_set(kind: str, provider: Provider, given: dict[str, str]) -> _FieldSe
         unknown = [name for name in given if name not in specs and name not in extra]
         if unknown:
             fail(
-                f"Unknown {kind} field(s) for provider {provider.key!r}: {', '.join(unknown)} "
+                f"Unknown {kind} field(s) for provider {provider.key!r}: "
+                f"{', '.join(_field_name(n) for n in unknown)} "
                 f"(it has: {', '.join([*specs, *extra]) or 'none'})."
             )
     for name, text in given.items():
@@ -425,6 +433,9 @@ def install(
         provider = state.provider(provider_key)
     except ProviderNotRegistered as exc:
         fail(str(exc))
+    name = provider.display_name() if name is None else name.strip()
+    if not name or len(name) > 255:
+        fail("--name must be 1 to 255 characters.")
     credentials = _field_set("credential", provider, parse_pairs("--credential", credential_pairs))
     metadata = _field_set("metadata", provider, parse_pairs("--metadata", metadata_pairs))
     missing = [f"{s.kind} field(s) {', '.join(s.missing())}" for s in (credentials, metadata) if s.missing()]
@@ -432,9 +443,6 @@ def install(
         fail(f"Missing required {' and '.join(missing)}; give them with --credential/--metadata KEY=VALUE.")
     for field_set in (credentials, metadata):
         _prompt_missing(field_set, state.setting("REDACT_KEYS"))
-    name = provider.display_name() if name is None else name.strip()
-    if not name or len(name) > 255:
-        fail("--name must be 1 to 255 characters.")
     given_metadata = metadata.values if metadata_pairs or metadata.specs is not None else None
     try:
         integration = current_app.extensions["integrations"].create(
