@@ -5,13 +5,20 @@ object of table T whose primary key is `internal_id` (stored as text).
 `uq_{p}_map_external` (integration, external id, type) makes a claim unique.
 
 Transactions: every function here works in the caller's session and only
-flushes; the caller commits. A claim that loses to another object is undone
-inside a SAVEPOINT, so the caller's transaction stays usable.
-`upsert_by_external_id` relies on the database to serialise concurrent
-claims: on PostgreSQL a second claimer waits on the unique index until the
-first transaction commits, then reads the winner's object (this needs READ
-COMMITTED, PostgreSQL's default); on SQLite writers are serialised anyway.
-Commit soon after an upsert: concurrent upserts of the same id wait for it.
+flushes; the caller commits. A mapping is claimed with
+``INSERT ... ON CONFLICT DO NOTHING`` (PostgreSQL, SQLite; a SAVEPOINT and the
+IntegrityError elsewhere), so losing a claim never raises inside the
+database and the caller's transaction stays usable (no savepoint is needed,
+which matters on SQLite: pysqlite's SAVEPOINT handling can commit early).
+
+`upsert_by_external_id` claims the mapping first, with a placeholder
+internal id, then creates the object and points the mapping at it. The
+database serialises concurrent claims: on PostgreSQL a second claimer waits
+on the unique index until the first transaction ends, then reads the
+winner's object (this needs READ COMMITTED, PostgreSQL's default); SQLite
+serialises writers anyway. The placeholder is never visible to anyone else:
+it becomes the real id before the caller can commit. Commit soon after an
+upsert: concurrent upserts of the same id wait for that commit.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ from collections.abc import Iterable
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, scoped_session
 
 from .clock import utcnow
@@ -31,7 +39,6 @@ from .state import current_state
 T = TypeVar("T")
 
 EXTERNAL_ID_MAX = 500
-_UPSERT_TRIES = 5
 
 
 def map_external_id(integration: Any, external_id: Any, obj: Any) -> IntegrationMapping:
@@ -45,11 +52,11 @@ def map_external_id(integration: Any, external_id: Any, obj: Any) -> Integration
     internal_type, internal_id = _internal_ref(session, obj)
     existing = _find(session, integration.id, external, internal_type)
     if existing is None:
-        created = _claim(session, integration.id, external, internal_type, internal_id)
-        if created is not None:
-            return created
+        claimed = _claim(session, integration.id, external, internal_type, internal_id)
+        if claimed is not None:
+            return session.get_one(IntegrationMapping, claimed)
         existing = _find(session, integration.id, external, internal_type)
-    if existing is None:  # pragma: no cover - the claim failed and nothing holds the id: not a conflict
+    if existing is None:  # pragma: no cover - claimed by a transaction that then rolled back
         raise RuntimeError(f"could not map external id {external!r}; retry the transaction.")
     if existing.internal_id != internal_id:
         raise MappingAlreadyClaimed(integration.id, external, internal_type, existing.internal_id)
@@ -61,15 +68,15 @@ def remap_external_id(integration: Any, external_id: Any, obj: Any) -> Integrati
     session = _session()
     external = _external_id(external_id)
     internal_type, internal_id = _internal_ref(session, obj)
-    for _ in range(_UPSERT_TRIES):
+    for _ in range(_TRIES):
         existing = _find(session, integration.id, external, internal_type)
         if existing is not None:
             existing.internal_id = internal_id
             session.flush()
             return existing
-        created = _claim(session, integration.id, external, internal_type, internal_id)
-        if created is not None:
-            return created
+        claimed = _claim(session, integration.id, external, internal_type, internal_id)
+        if claimed is not None:
+            return session.get_one(IntegrationMapping, claimed)
     raise RuntimeError(f"could not remap external id {external!r}: it keeps changing hands.")
 
 
@@ -142,28 +149,29 @@ def upsert_by_external_id(
 ) -> T:
     """The object of `model` mapped to `external_id`, updated with `attributes`, or created and mapped.
 
-    Safe under concurrency: of several processes creating the same id at once,
-    one object and one mapping remain; the others update the winner's object.
-    The new object and its mapping are written together inside a SAVEPOINT;
-    if another transaction claimed the id first, the savepoint (and the
-    object) is rolled back and the winner's object is updated instead.
+    Safe under concurrency: of several processes upserting the same id at
+    once, one creates the object and its mapping; the others wait for its
+    commit and update that object.
     """
     session = _session()
     external = _external_id(external_id)
     internal_type = type_name_of(model)
-    for _ in range(_UPSERT_TRIES):
+    for _ in range(_TRIES):
         mapping = _find(session, integration.id, external, internal_type)
-        if mapping is not None:
-            key = _primary_key_value(model, mapping.internal_id)
-            obj = None if key is _INVALID else session.get(model, key)
-            if obj is not None:
-                for name, value in attributes.items():
-                    setattr(obj, name, value)
-                session.flush()
-                return obj
-            created = _create_and_repoint(session, model, attributes, mapping)
-        else:
-            created = _create_and_claim(session, integration.id, external, model, attributes)
+        if mapping is None:
+            claimed = _claim(session, integration.id, external, internal_type, _PLACEHOLDER)
+            if claimed is not None:
+                return _create_for(session, model, attributes, claimed, _PLACEHOLDER)
+            continue  # another transaction holds the id now: read its object
+        key = _primary_key_value(model, mapping.internal_id)
+        obj = None if key is _INVALID else session.get(model, key)
+        if obj is not None:
+            for name, value in attributes.items():
+                setattr(obj, name, value)
+            session.flush()
+            return obj
+        created = _create_for(session, model, attributes, mapping.id, mapping.internal_id)
+        session.expire(mapping)
         if created is not None:
             return created
     raise RuntimeError(f"could not upsert external id {external!r}: it keeps changing hands.")
@@ -171,78 +179,65 @@ def upsert_by_external_id(
 
 # -- claims --------------------------------------------------------------------------------------
 
+_TRIES = 5
+#: The internal id of a mapping claimed by `upsert_by_external_id` before its object exists;
+#: replaced in the same transaction, so never committed.
+_PLACEHOLDER = ""
+
 
 def _claim(
     session: Session, integration_id: int, external: str, internal_type: str, internal_id: str
-) -> IntegrationMapping | None:
-    """Insert the mapping in a savepoint; None if the unique constraint says someone holds the id."""
-    mapping = IntegrationMapping()
-    mapping.integration_id = integration_id
-    mapping.external_id = external
-    mapping.internal_type = internal_type
-    mapping.internal_id = internal_id
-    try:
-        with session.begin_nested():
-            session.add(mapping)
-    except sa.exc.IntegrityError:
-        return None
-    return mapping
-
-
-def _create_and_claim(
-    session: Session, integration_id: int, external: str, model: type[T], attributes: dict[str, Any]
-) -> T | None:
-    """Create the object and its mapping together; None (nothing kept) if the id was claimed meanwhile."""
-    mapped: list[Any] = []
-    try:
-        with session.begin_nested():
-            obj = model(**attributes)
-            session.add(obj)
-            session.flush()
-            internal_type, internal_id = _internal_ref(session, obj)
-            mapping = IntegrationMapping()
-            mapping.integration_id = integration_id
-            mapping.external_id = external
-            mapping.internal_type = internal_type
-            mapping.internal_id = internal_id
-            session.add(mapping)
-            session.flush()
-            mapped.append(obj)
-    except sa.exc.IntegrityError:
-        if _find(session, integration_id, external, type_name_of(model)) is None:
-            raise  # not a lost race: the object itself could not be written
-        return None
-    return mapped[0]
-
-
-def _create_and_repoint(
-    session: Session, model: type[T], attributes: dict[str, Any], mapping: IntegrationMapping
-) -> T | None:
-    """The mapped object was deleted: create a new one and move the mapping, unless someone else did."""
+) -> int | None:
+    """Insert a mapping unless one exists for (integration, external id, type); its id, or None."""
     table = current_state().tables["mappings"]
-    created: list[Any] = []
-    try:
+    now = utcnow()
+    values = {
+        "integration_id": integration_id,
+        "external_id": external,
+        "internal_type": internal_type,
+        "internal_id": internal_id,
+        "created_at": now,
+        "updated_at": now,
+    }
+    unique = [table.c.integration_id, table.c.external_id, table.c.internal_type]
+    dialect = _dialect(session, None)
+    if dialect in ("postgresql", "sqlite"):
+        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        statement = insert(table).values(values).on_conflict_do_nothing(index_elements=unique)
+        return session.execute(statement.returning(table.c.id)).scalar()
+    try:  # other databases: the unique constraint, inside a savepoint
         with session.begin_nested():
-            obj = model(**attributes)
-            session.add(obj)
-            session.flush()
-            _, internal_id = _internal_ref(session, obj)
-            moved = session.execute(
-                sa.update(table)
-                .where(table.c.id == mapping.id, table.c.internal_id == mapping.internal_id)
-                .values(internal_id=internal_id, updated_at=utcnow())
-            ).rowcount
-            if moved != 1:
-                raise _Moved
-            created.append(obj)
-    except _Moved:
-        pass
-    session.expire(mapping)
-    return created[0] if created else None
+            return session.execute(sa.insert(table).values(values).returning(table.c.id)).scalar()
+    except sa.exc.IntegrityError:
+        return None
 
 
-class _Moved(Exception):
-    """Another transaction re-pointed the mapping first."""
+def _create_for(
+    session: Session, model: type[T], attributes: dict[str, Any], mapping_id: int, expected: str
+) -> T | None:
+    """Create the object and point mapping `mapping_id` (still holding `expected`) at it.
+
+    None, with the object deleted again, if another transaction re-pointed the mapping meanwhile.
+    """
+    table = current_state().tables["mappings"]
+    try:
+        obj = model(**attributes)
+        session.add(obj)
+        _, internal_id = _internal_ref(session, obj)
+    except Exception:
+        if session.is_active and expected == _PLACEHOLDER:  # leave no placeholder behind
+            session.execute(sa.delete(table).where(table.c.id == mapping_id))
+        raise
+    moved = session.execute(
+        sa.update(table)
+        .where(table.c.id == mapping_id, table.c.internal_id == expected)
+        .values(internal_id=internal_id, updated_at=utcnow())
+    ).rowcount
+    if moved == 1:
+        return obj
+    session.delete(obj)
+    session.flush()
+    return None
 
 
 # -- helpers -------------------------------------------------------------------------------------
