@@ -683,7 +683,8 @@ def health_report(hours: int, integration_id: int | None) -> None:
                 milliseconds(f.p95),
             ]
         )
-    headers = ["ID", "PROVIDER", "NAME", "HEALTH", "FAILURES", "BREAKER", "REQUESTS", "ERRORS", "P50", "P95"]
+    headers = ["ID", "PROVIDER", "NAME", "HEALTH", "FAILURES", "BREAKER", "REQUESTS", "ERROR RATE"]
+    headers += ["P50", "P95"]
     click.echo(f"Last {hours} h:")
     click.echo(format_table(headers, rows, right={0, 4, 6, 7, 8, 9}))
     error_rows = [

@@ -589,7 +589,7 @@ def test_health_reports_requests_error_rate_latency_breaker_and_top_errors(app, 
             "FAILURES": "0",
             "BREAKER": "closed",
             "REQUESTS": "10",
-            "ERRORS": "50.0%",
+            "ERROR RATE": "50.0%",
             "P50": "55 ms",
             "P95": "95.5 ms",
         },
@@ -601,7 +601,7 @@ def test_health_reports_requests_error_rate_latency_breaker_and_top_errors(app, 
             "FAILURES": "0",
             "BREAKER": "open",
             "REQUESTS": "0",
-            "ERRORS": "-",
+            "ERROR RATE": "-",
             "P50": "-",
             "P95": "-",
         },
@@ -621,7 +621,7 @@ def test_health_window_and_single_integration(app, ext, integration):
     result = invoke(app, "health", "--hours", "48", "--integration", str(integration.id))
     assert result.exit_code == 0, result.output
     [row] = table(result.output)
-    assert (row["ID"], row["REQUESTS"], row["ERRORS"], row["P50"], row["P95"]) == (
+    assert (row["ID"], row["REQUESTS"], row["ERROR RATE"], row["P50"], row["P95"]) == (
         str(integration.id),
         "11",
         "54.5%",
