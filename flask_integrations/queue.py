@@ -211,7 +211,8 @@ def _job_app() -> Flask:
     if _loaded_app is None:
         from flask.cli import ScriptInfo
 
-        _loaded_app = ScriptInfo().load_app()  # reads FLASK_APP like the `flask` command
+        # the `flask` command reads FLASK_APP through its --app option; ScriptInfo alone does not
+        _loaded_app = ScriptInfo(app_import_path=os.environ.get("FLASK_APP")).load_app()
     return _loaded_app
 
 
