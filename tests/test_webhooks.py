@@ -69,7 +69,7 @@ class Hooks(Provider, HandlesWebhooks):
         return request.headers.get("X-Delivery")
 
     def webhook_handlers(self):
-        return {"ping": handle_ping, "fail": handle_fail}
+        return {"ping": handle_ping, "fail": handle_fail, "hang": handle_hang}
 
     def handle_webhook(self, integration, webhook):
         if webhook.event_type == "fallback":
@@ -753,3 +753,146 @@ def test_concurrent_deliveries_of_one_id_store_one_original(postgres_url, app_fa
         assert [(r.status, r.attempts) for r in originals] == [("processed", 1)]
         assert all(r.dedup_key is None for r in stored if r.status == "duplicate")
         db.session.remove()
+
+
+# -- examples/webhook_providers.py ----------------------------------------------------------------
+
+
+def _load_example() -> Any:
+    import importlib.util
+
+    if "webhook_providers" in sys.modules:
+        return sys.modules["webhook_providers"]
+    spec = importlib.util.spec_from_file_location(
+        "webhook_providers", ROOT / "examples" / "webhook_providers.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["webhook_providers"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+EXAMPLE_SECRET = "whsec_MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="
+
+
+@pytest.fixture
+def example(app_factory):
+    module = _load_example()
+    app = app_factory(
+        INTEGRATIONS_PROVIDERS={"signed": module.SignedWebhooks, "standard": module.StandardWebhooks}
+    )
+    with app.app_context():
+        ext = app.extensions["integrations"]
+        signed = ext.create("signed", "Signed", {"signing_secret": "s3cret-signing-key"})
+        standard = ext.create("standard", "Standard", {"signing_secret": EXAMPLE_SECRET})
+        yield module, app.test_client(), signed, standard
+        db.session.remove()
+
+
+def test_example_hmac_signature_is_verified(example):
+    module, client, signed, _ = example
+    body = b'{"action": "opened"}'
+    good = {"X-Signature-256": module.hmac_signature("s3cret-signing-key", body), "X-Event": "issue"}
+    assert send_webhook(client, "signed", body, integration=signed, headers=good).status_code == 202
+    tampered = send_webhook(client, "signed", body + b" ", integration=signed, headers=good)
+    assert tampered.status_code == 401
+    assert send_webhook(client, "signed", body, headers=good).status_code == 401  # no integration, no secret
+    assert [(r.event_type, r.status) for r in rows()] == [("issue", "processed")]
+
+
+def test_example_standard_webhooks_signature_is_verified(example):
+    import time
+
+    module, client, _, standard = example
+    body = b'{"type": "invoice.paid", "data": {}}'
+    now = int(time.time())
+
+    def headers(message_id: str, timestamp: int, signature: str | None = None) -> dict[str, str]:
+        signature = signature or module.standard_signature(EXAMPLE_SECRET, message_id, timestamp, body)
+        return {"webhook-id": message_id, "webhook-timestamp": str(timestamp), "webhook-signature": signature}
+
+    def send(hdrs: dict[str, str], payload: bytes = body) -> int:
+        return send_webhook(client, "standard", payload, integration=standard, headers=hdrs).status_code
+
+    rotated = "v1,b2xkLXNpZ25hdHVyZQ== " + module.standard_signature(EXAMPLE_SECRET, "msg_2", now, body)
+    assert send(headers("msg_1", now)) == 202
+    assert send(headers("msg_1", now)) == 200  # the same message id again: a duplicate
+    assert send(headers("msg_2", now, rotated)) == 202  # one of several signatures matches
+    assert send(headers("msg_3", now), body.replace(b"paid", b"void")) == 401
+    assert send(headers("msg_4", now - 3600)) == 401  # too old: a replay
+    assert send({**headers("msg_5", now), "webhook-signature": "v1,AAAA"}) == 401
+    assert send({"webhook-id": "msg_6"}) == 401
+    stored = [(r.delivery_id, r.event_type, r.status) for r in rows()]
+    assert stored == [
+        ("msg_1", "invoice.paid", "processed"),
+        ("msg_1", "invoice.paid", "duplicate"),
+        ("msg_2", "invoice.paid", "processed"),
+    ]
+
+
+# -- wiring ---------------------------------------------------------------------------------------
+
+
+def test_the_routes_are_exempt_from_csrf_protection_when_the_app_has_it():
+    from flask import Flask
+
+    from flask_integrations.webhooks.blueprint import blueprint, register
+
+    exempted = []
+
+    class FakeCSRF:  # the one method of Flask-WTF's CSRFProtect the extension uses
+        def exempt(self, view):
+            exempted.append(view)
+
+    app = Flask("csrf")
+    app.extensions["csrf"] = FakeCSRF()
+    register(app, "/integrations")
+    assert exempted == [blueprint]
+    assert "/integrations/<provider>/webhook" in {rule.rule for rule in app.url_map.iter_rules()}
+
+
+# -- a worker killed in the middle of a handler --------------------------------------------------
+
+
+def handle_hang(integration, webhook):
+    """Hangs on its first attempt (the test kills the worker then); succeeds on the next."""
+    import time
+
+    if webhook.attempts == 1:
+        time.sleep(120)
+    handled.append(("hang-recovered", None, webhook.json()))
+
+
+@pytest.mark.redis
+@pytest.mark.slow
+def test_a_webhook_survives_a_sigkilled_worker(redis_app, redis_url, tmp_path):
+    import signal
+    import time
+
+    send_webhook(redis_app.test_client(), "hooks", {"k": 1}, headers={**GOOD, "X-Event": "hang"})
+    env = _worker_env(redis_app, redis_url, tmp_path)
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "flask", "integrations", "worker"],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while rows()[0].status != "processing" and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert rows()[0].status == "processing"
+    finally:
+        os.killpg(worker.pid, signal.SIGKILL)
+        worker.wait(10)
+    (row,) = rows()
+    assert (row.status, row.attempts) == ("processing", 1)
+    _age(row.id, seconds=1801)
+    result = redis_app.test_cli_runner().invoke(args=["integrations", "recover-webhooks"])
+    assert "1 stale processing" in result.output
+    done = _run([sys.executable, "-m", "flask", "integrations", "worker", "--burst"], env, tmp_path)
+    assert done.returncode == 0, done.stderr
+    (row,) = rows()
+    assert (row.status, row.attempts) == ("processed", 2)
