@@ -382,6 +382,15 @@ def test_the_signal_is_sent_after_the_commit(app, client, ctx):
     assert seen == [(app, 1, "pending")]
 
 
+def test_a_signal_receiver_using_the_session_does_not_hold_the_job_back(app, client, ctx):
+    def receiver(sender, webhook):
+        db.session.get(IntegrationWebhook, webhook.id)  # begins a transaction nobody commits
+
+    with signals.webhook_received.connected_to(receiver):
+        assert send_webhook(client, "hooks", {}, headers=GOOD).status_code == 202
+    assert rows()[0].status == "processed"
+
+
 # -- deduplication --------------------------------------------------------------------------------
 
 

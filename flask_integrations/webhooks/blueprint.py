@@ -102,8 +102,10 @@ def _receive(state: AppState, provider_key: str, integration_id: int | None) -> 
 
     if received.duplicate:
         return jsonify(id=received.id, status="duplicate"), 200
-    _announce(state, received.webhook_id)
+    # Enqueue while no transaction is open (a signal receiver's query would begin one and hold
+    # the job until a commit that may never come); the job itself runs after the response.
     service.enqueue_processing(state, received.webhook_id, 0)
+    _announce(state, received.webhook_id)
     return jsonify(id=received.webhook_id, status="pending"), 202
 
 
