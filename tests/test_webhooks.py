@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from flask import abort
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -27,6 +28,7 @@ from flask_integrations import (
     Provider,
     signals,
 )
+from flask_integrations import queue as queue_module
 from flask_integrations.clock import utcnow
 from flask_integrations.state import current_state
 from flask_integrations.testing import run_queued_jobs, send_webhook
@@ -51,6 +53,13 @@ def handle_fail(integration, webhook):
     handled.append(("fail-recovered", integration.id if integration else None, webhook.json()))
 
 
+def handle_flaky(integration, webhook):
+    """Fails on the first attempt only (in whatever process runs it)."""
+    if webhook.attempts == 1:
+        raise RuntimeError("first attempt fails")
+    handled.append(("flaky", None, webhook.json()))
+
+
 class Hooks(Provider, HandlesWebhooks):
     """Verifies a shared header; events and delivery ids come from headers."""
 
@@ -69,7 +78,7 @@ class Hooks(Provider, HandlesWebhooks):
         return request.headers.get("X-Delivery")
 
     def webhook_handlers(self):
-        return {"ping": handle_ping, "fail": handle_fail, "hang": handle_hang}
+        return {"ping": handle_ping, "fail": handle_fail, "hang": handle_hang, "flaky": handle_flaky}
 
     def handle_webhook(self, integration, webhook):
         if webhook.event_type == "fallback":
@@ -89,6 +98,10 @@ class Handshake(Provider, HandlesWebhooks):
         return True
 
     def webhook_challenge(self, integration, request):
+        if request.args.get("challenge") == "forbidden":
+            abort(403)
+        if request.args.get("challenge") == "crash":
+            abort(500)
         return request.args.get("challenge", "")
 
 
@@ -232,6 +245,11 @@ def test_get_answers_the_subscription_handshake(client, ctx):
     response = client.get("/integrations/handshake/webhook?challenge=abc123")
     assert response.status_code == 200 and response.text == "abc123"
     assert client.get("/integrations/nope/webhook").status_code == 404
+
+
+def test_the_handshake_hook_may_abort_but_never_with_a_500(client, ctx):
+    assert client.get("/integrations/handshake/webhook?challenge=forbidden").status_code == 403
+    assert client.get("/integrations/handshake/webhook?challenge=crash").status_code == 400
 
 
 @pytest.fixture
@@ -621,6 +639,7 @@ app.config.update(
     INTEGRATIONS_PROVIDERS=PROVIDERS,
     INTEGRATIONS_REDIS_URL=os.environ["WH_REDIS_URL"],
     INTEGRATIONS_BLUEPRINTS={"webhooks": True, "oauth": False, "dashboard": False},
+    INTEGRATIONS_WEBHOOK={"retry_delay": int(os.environ.get("WH_RETRY_DELAY", "30"))},
 )
 db = SQLAlchemy(app)
 Integrations(app, db=db)
@@ -670,6 +689,42 @@ def test_flask_integrations_worker_processes_a_webhook(redis_app, redis_url, tmp
     (row,) = rows()
     assert (row.status, row.attempts) == ("processed", 1)
     assert [log.status for log in logs()] == ["success"]
+
+
+@pytest.mark.redis
+@pytest.mark.slow
+def test_a_failed_attempt_is_retried_by_the_rq_scheduler(app_factory, redis_url, tmp_path):
+    import time
+
+    import redis
+
+    redis.Redis.from_url(redis_url).flushdb()
+    (tmp_path / "worker_app.py").write_text(textwrap.dedent(APP_MODULE))
+    app = app_factory(
+        INTEGRATIONS_PROVIDERS=PROVIDERS,
+        INTEGRATIONS_REDIS_URL=redis_url,
+        INTEGRATIONS_WEBHOOK={"retry_delay": 1},
+    )
+    with app.app_context():
+        send_webhook(app.test_client(), "hooks", {"f": 1}, headers={**GOOD, "X-Event": "flaky"})
+        env = {**_worker_env(app, redis_url, tmp_path), "WH_RETRY_DELAY": "1"}
+        first = _run([sys.executable, "-m", "flask", "integrations", "worker", "--burst"], env, tmp_path)
+        assert first.returncode == 0, first.stderr
+        (row,) = rows()
+        assert (row.status, row.attempts) == ("pending", 1)
+        assert queue_module.rq_queue("integrations", redis_url).scheduled_job_registry.count == 1
+        time.sleep(1.5)
+        second = _run([sys.executable, "-m", "flask", "integrations", "worker", "--burst"], env, tmp_path)
+        assert second.returncode == 0, second.stderr
+        (row,) = rows()
+        assert (row.status, row.attempts, row.error) == ("processed", 2, None), second.stdout + second.stderr
+        db.session.remove()
+    redis.Redis.from_url(redis_url).flushdb()
+
+
+def test_the_worker_command_needs_redis(app, ctx):
+    result = app.test_cli_runner().invoke(args=["integrations", "worker", "--burst"])
+    assert result.exit_code == 1 and "INTEGRATIONS_REDIS_URL is not set" in result.output
 
 
 @pytest.mark.redis

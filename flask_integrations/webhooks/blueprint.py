@@ -53,6 +53,11 @@ def receive(provider: str, integration_id: int | None = None) -> Any:
         return _receive(current_state(), provider, integration_id)
     except _Reject as reject:
         return _error(reject.status, reject.message)
+    except HTTPException as exc:  # e.g. abort(403) in a provider hook: kept unless it is a 5xx
+        if exc.code is not None and exc.code < 500:
+            raise
+        logger.error("flask-integrations: a %r webhook hook raised %s", provider, exc)
+        return _error(400, "the webhook could not be read")
     except Exception:
         logger.exception("flask-integrations: unexpected error receiving a %r webhook", provider)
         return _error(400, "the webhook could not be read")
@@ -138,7 +143,7 @@ def _challenge(provider: Any, integration: Any) -> Any:
     try:
         return challenge(integration, request)
     except HTTPException:
-        raise
+        raise  # the provider's own answer (receive() turns a 5xx into a 400)
     except Exception:
         logger.warning("flask-integrations: webhook_challenge raised", exc_info=True)
         raise _Reject(400, "the handshake could not be answered") from None
