@@ -821,15 +821,13 @@ def worker(queues: tuple[str, ...], burst: bool, simple: bool) -> None:
 
     Listens on the webhook and sync queues unless --queue is given.
     """
-    from flask import current_app
-
     from . import queue as queue_module
 
     state = current_state()
     url = state.setting("REDIS_URL")
     if not url:
         fail("INTEGRATIONS_REDIS_URL is not set: in embedded mode jobs run in the web process.")
-    names = list(queues) or sorted({state.setting("WEBHOOK")["queue"], state.setting("SYNC")["queue"]})
+    names = list(queues) or _default_queues(state)
     from rq import SimpleWorker, Worker
 
     app = current_app._get_current_object()  # type: ignore[attr-defined]
@@ -839,6 +837,15 @@ def worker(queues: tuple[str, ...], burst: bool, simple: bool) -> None:
     rq_queues = [queue_module.rq_queue(name, url, worker=True) for name in names]
     rq_worker = worker_class(rq_queues, connection=connection)
     rq_worker.work(burst=burst, with_scheduler=True)
+
+
+def _default_queues(state: AppState) -> list[str]:
+    """Every queue the package enqueues to: webhooks, syncs, per-provider sync queues, sync items."""
+    sync = state.setting("SYNC")
+    names = {state.setting("WEBHOOK")["queue"], sync["queue"], *sync["queues"].values()}
+    if sync.get("item_queue"):
+        names.add(sync["item_queue"])
+    return sorted(names)
 
 
 @integrations_cli.command("recover-webhooks")
