@@ -114,7 +114,8 @@ def enqueue(
 
 @event.listens_for(Session, "after_commit")
 def _mark_committed(session: Session) -> None:
-    if session.info.get(_SESSION_KEY):
+    # also fired when a savepoint is released: only the outermost commit counts
+    if session.info.get(_SESSION_KEY) and not session.in_nested_transaction():
         session.info[_COMMITTED_KEY] = True
 
 

@@ -87,6 +87,19 @@ def test_a_rollback_drops_the_jobs(embedded):
     assert run_queued_jobs() == 0
 
 
+def test_a_released_savepoint_is_not_the_commit(embedded):
+    db.session.execute(sa.text("SELECT 1"))
+    with db.session.begin_nested():
+        queue.enqueue(embedded, record, 12)
+    assert CALLS == []
+    db.session.rollback()
+    assert CALLS == []
+    with db.session.begin_nested():
+        queue.enqueue(embedded, record, 13)
+    db.session.commit()
+    assert CALLS == [("record", (13,), None, "tests")]
+
+
 def test_a_failing_job_is_logged_not_raised(embedded, caplog):
     with caplog.at_level(logging.ERROR, "flask_integrations"):
         queue.enqueue(embedded, explode)
