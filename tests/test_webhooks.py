@@ -678,13 +678,14 @@ def _run(command: list[str], env: dict[str, str], cwd: Path) -> subprocess.Compl
 
 @pytest.mark.redis
 @pytest.mark.slow
-def test_flask_integrations_worker_processes_a_webhook(redis_app, redis_url, tmp_path):
+@pytest.mark.parametrize("options", [[], ["--simple"]], ids=["forking", "simple"])
+def test_flask_integrations_worker_processes_a_webhook(redis_app, redis_url, tmp_path, options):
     hooked = redis_app.extensions["integrations"].create("hooks", "A", {})
     response = send_webhook(redis_app.test_client(), "hooks", {"w": 1}, integration=hooked, headers=GOOD)
     assert response.status_code == 202
     assert rows()[0].status == "pending"  # nothing runs in the web process in Redis mode
     env = _worker_env(redis_app, redis_url, tmp_path)
-    done = _run([sys.executable, "-m", "flask", "integrations", "worker", "--burst"], env, tmp_path)
+    done = _run([sys.executable, "-m", "flask", "integrations", "worker", "--burst", *options], env, tmp_path)
     assert done.returncode == 0, done.stderr
     (row,) = rows()
     assert (row.status, row.attempts) == ("processed", 1)
