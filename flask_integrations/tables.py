@@ -192,6 +192,7 @@ def build_tables(metadata: sa.MetaData, prefix: str) -> dict[str, sa.Table]:
         sa.Column("event_class", sa.String(255), nullable=False),
         sa.Column("external_id", sa.String(500), nullable=True),
         sa.Column("checkpoint_value", Json, nullable=True),
+        sa.Column("payload", Json, nullable=True),
         sa.Column("status", sa.String(16), nullable=False, default="pending"),
         sa.Column("error", sa.Text(), nullable=True),
         sa.Column("attempts", sa.SmallInteger(), nullable=False, default=0),
