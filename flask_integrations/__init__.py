@@ -36,6 +36,7 @@ from .providers import (
     ScheduledSync,
     SupportsIdempotency,
 )
+from .sync import SyncSession
 from .testing.fake import ResponseSequence
 
 __version__ = "0.1.0.dev0"
@@ -70,6 +71,7 @@ __all__ = [
     "RetryableError",
     "ScheduledSync",
     "SupportsIdempotency",
+    "SyncSession",
     "ValidationError",
     "signals",
 ]

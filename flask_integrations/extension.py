@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import weakref
+from collections.abc import Callable
 from importlib import import_module
 from typing import Any
 
@@ -30,6 +31,7 @@ class Integrations:
     def __init__(self, app: Flask | None = None, db: Any = None):
         self.db = db
         self._registered: dict[str, type[Provider]] = {}
+        self._sync_handlers: dict[str, Callable[..., Any]] = {}
         self._states: weakref.WeakKeyDictionary[Flask, AppState] = weakref.WeakKeyDictionary()
         if app is not None:
             self.init_app(app)
@@ -108,6 +110,18 @@ class Integrations:
             instance = provider()
             instance.key = key
             state.providers[key] = instance
+
+    def sync_handler(self, event: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        """Register ``handler(integration, payload)`` for the sync items dispatched as `event`."""
+
+        def register(handler: Callable[..., Any]) -> Callable[..., Any]:
+            self._sync_handlers[event] = handler
+            return handler
+
+        return register
+
+    def sync_handlers(self) -> dict[str, Callable[..., Any]]:
+        return dict(self._sync_handlers)
 
     def state_for(self, app: Flask) -> AppState:
         try:

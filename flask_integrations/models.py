@@ -208,6 +208,12 @@ class Integration:
     def mark_synced(self) -> None:
         health.mark_synced(self)
 
+    def sync_now(self) -> IntegrationLog | None:
+        """Start a sync run at once; its `sync` log, or None when a run is in flight."""
+        from .sync.jobs import sync_now
+
+        return sync_now(self)
+
     # -- operation logs (flask_integrations.logs) ---------------------------------------------
 
     def log_operation(

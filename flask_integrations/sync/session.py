@@ -1,0 +1,91 @@
+"""`SyncSession`: what a provider's `sync()` / `sync_incremental()` receives."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from ..clock import utcnow
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..models import Integration
+    from ..state import AppState
+
+logger = logging.getLogger("flask_integrations")
+
+EVENT_MAX, EXTERNAL_ID_MAX = 255, 500
+
+
+class SyncSession:
+    """One run's enumeration: `cursor` (the previous cursor) and `dispatch(...)`.
+
+    Dispatched items are inserted into ``{p}_sync_items`` (status `pending`)
+    in the run's transaction; they are enqueued once the enumeration commits.
+    """
+
+    def __init__(self, state: AppState, integration: Integration, log_id: int, batch_id: str, cursor: Any):
+        self._state = state
+        self.integration = integration
+        self.cursor = cursor
+        self.batch_id = batch_id
+        self.log_id = log_id
+        self.max_items = int(state.setting("SYNC")["max_items_per_run"])
+        self.item_ids: list[int] = []
+        self._rows: list[dict[str, Any]] = []
+        self.stopped = False
+
+    def __repr__(self) -> str:
+        return f"<SyncSession integration={self.integration.id} batch={self.batch_id} items={self.count}>"
+
+    @property
+    def count(self) -> int:
+        return len(self._rows) + len(self.item_ids)
+
+    def dispatch(self, event: str, payload: Any, checkpoint: Any = None, external_id: Any = None) -> bool:
+        """Queue one item for the handler of `event`; False once `max_items_per_run` is reached.
+
+        `payload` must be JSON-serialisable; `checkpoint` is folded into the
+        cursor by `reduce_checkpoints` once every item of the run succeeded.
+        """
+        if not event or len(event) > EVENT_MAX:
+            raise ValueError(f"event must be a non-empty string of at most {EVENT_MAX} characters.")
+        if self.count >= self.max_items:
+            if not self.stopped:
+                logger.warning(
+                    "flask-integrations: sync of integration %s reached max_items_per_run (%s): "
+                    "further items are not dispatched in this run.",
+                    self.integration.id,
+                    self.max_items,
+                )
+            self.stopped = True
+            return False
+        now = utcnow()
+        self._rows.append(
+            {
+                "integration_id": self.integration.id,
+                "batch_id": self.batch_id,
+                "sync_log_id": self.log_id,
+                "event_class": event,
+                "external_id": None if external_id is None else str(external_id)[:EXTERNAL_ID_MAX],
+                "checkpoint_value": checkpoint,
+                "payload": payload,
+                "status": "pending",
+                "attempts": 0,
+                "created_at": now,
+                "updated_at": now,
+            }
+        )
+        if len(self._rows) >= 500:
+            self.flush()
+        return True
+
+    def flush(self) -> None:
+        """Insert the dispatched rows (in the caller's transaction)."""
+        if not self._rows:
+            return
+        table = self._state.tables["sync_items"]
+        result = self._state.db.session.execute(
+            table.insert().returning(table.c.id, sort_by_parameter_order=True), self._rows
+        )
+        self.item_ids.extend(result.scalars().all())
+        self._rows = []
