@@ -534,19 +534,22 @@ def due_integrations(state: AppState) -> list[int]:
     return due
 
 
-def start_due(state: AppState) -> list[tuple[int, IntegrationLog]]:
-    """Start a run of every due integration (each claimed); returns (integration id, log) pairs."""
-    started = []
-    for integration_id in due_integrations(state):
-        log = start_run(state, integration_id, due_only=True)
-        if log is None:
-            continue
-        provider_key = state.db.session.get(Integration, integration_id).provider
-        log_id = log.id
-        state.db.session.commit()
-        enqueue(state, sync_integration, integration_id, log_id, queue=run_queue(state, provider_key))
-        started.append((integration_id, log))
-    return started
+def start_run_and_enqueue(state: AppState, integration_id: int) -> IntegrationLog | None:
+    """Claim a run of a due integration and enqueue its enumeration; None if not due or in flight."""
+    log = start_run(state, integration_id, due_only=True)
+    if log is None:
+        return None
+    provider_key = state.db.session.get(Integration, integration_id).provider
+    log_id = log.id
+    state.db.session.commit()
+    enqueue(state, sync_integration, integration_id, log_id, queue=run_queue(state, provider_key))
+    return log
+
+
+def start_due(state: AppState) -> list[IntegrationLog]:
+    """Start a run of every due integration; returns the run logs of those started."""
+    started = [start_run_and_enqueue(state, integration_id) for integration_id in due_integrations(state)]
+    return [log for log in started if log is not None]
 
 
 __all__ = [
@@ -556,8 +559,74 @@ __all__ = [
     "maybe_finalise",
     "process_sync_items",
     "start_due",
+    "start_run_and_enqueue",
     "start_run",
     "sweep",
     "sync_integration",
     "sync_now",
 ]
+
+
+# -- operator actions ---------------------------------------------------------------------------
+
+
+class ItemError(Exception):
+    """An operator action on a sync item that cannot be done (unknown id, wrong status)."""
+
+
+def _item_row(state: AppState, item_id: int) -> Any:
+    t = state.tables["sync_items"]
+    row = state.db.session.execute(
+        sa.select(t.c.id, t.c.status, t.c.sync_log_id, t.c.integration_id).where(t.c.id == item_id)
+    ).one_or_none()
+    if row is None:
+        raise ItemError(f"sync item {item_id} does not exist.")
+    return row
+
+
+def skip_item(state: AppState, item_id: int) -> str | None:
+    """Mark a `failed` item `skipped`, then re-finalise its run; returns the run's new status, if any."""
+    session = state.db.session
+    t = state.tables["sync_items"]
+    row = _item_row(state, item_id)
+    if row.status != FAILED:
+        raise ItemError(f"sync item {item_id} is {row.status}: only failed items can be skipped.")
+    skipped = session.execute(
+        sa.update(t)
+        .where(t.c.id == item_id, t.c.status == FAILED)
+        .values(status=SKIPPED, updated_at=utcnow())
+    ).rowcount
+    session.commit()
+    if not skipped:
+        raise ItemError(f"sync item {item_id} changed status meanwhile: try again.")
+    return maybe_finalise(state, row.sync_log_id) if row.sync_log_id is not None else None
+
+
+def retry_item(state: AppState, item_id: int) -> None:
+    """Send a `failed` (or waiting `pending`) item back to a worker, with a fresh count of tries."""
+    session = state.db.session
+    t = state.tables["sync_items"]
+    row = _item_row(state, item_id)
+    if row.status not in (FAILED, PENDING):
+        raise ItemError(f"sync item {item_id} is {row.status}: only failed or pending items can be retried.")
+    provider_key = session.get(Integration, row.integration_id).provider
+    retried = session.execute(
+        sa.update(t)
+        .where(t.c.id == item_id, t.c.status == row.status)
+        .values(status=PENDING, attempts=0, completed_at=None, updated_at=utcnow())
+    ).rowcount
+    if not retried:
+        session.rollback()
+        raise ItemError(f"sync item {item_id} changed status meanwhile: try again.")
+    enqueue_items(state, provider_key, [item_id])
+    session.commit()
+
+
+def failed_items(state: AppState, integration_id: int | None = None, since: Any = None) -> list[Any]:
+    t = state.tables["sync_items"]
+    query = sa.select(t).where(t.c.status == FAILED).order_by(t.c.id)
+    if integration_id is not None:
+        query = query.where(t.c.integration_id == integration_id)
+    if since is not None:
+        query = query.where(t.c.updated_at >= since)
+    return list(state.db.session.execute(query).all())

@@ -1,0 +1,24 @@
+"""The app worker processes of the sync tests load (FLASK_APP=tests.sync_app:create_app)."""
+
+from __future__ import annotations
+
+import os
+
+from tests.support import db, make_app
+from tests.sync_support import Feed, record
+
+
+def create_app():
+    app = make_app(
+        os.environ["SYNC_TEST_DATABASE_URL"],
+        INTEGRATIONS_PROVIDERS={"feed": Feed},
+        INTEGRATIONS_REDIS_URL=os.environ.get("SYNC_TEST_REDIS_URL") or None,
+        INTEGRATIONS_SYNC={"items_per_job": int(os.environ.get("SYNC_TEST_PER_JOB", "50"))},
+    )
+    integrations = app.extensions["integrations"]
+
+    @integrations.sync_handler("feed.entry")
+    def ingest(integration, payload):
+        record(db, integration, payload)
+
+    return app

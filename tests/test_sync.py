@@ -1,0 +1,344 @@
+"""Scheduled syncs (SPEC section 7): runs, items, retries, finalisation, CLI, RQ workers."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+import sqlalchemy as sa
+
+from flask_integrations import IntegrationLog, IntegrationSyncItem, SyncSession, signals
+from flask_integrations.clock import utcnow
+from flask_integrations.queue import run_queued_jobs
+from flask_integrations.sync import jobs
+from tests import sync_support
+from tests.support import db
+from tests.sync_support import Feed, record
+
+
+@pytest.fixture(autouse=True)
+def _reset_feed():
+    sync_support.ITEMS["count"] = 20
+    sync_support.FAILING.clear()
+    sync_support.BROKEN["enumeration"] = False
+    yield
+    sync_support.FAILING.clear()
+    sync_support.BROKEN["enumeration"] = False
+
+
+def _create_seen_table() -> None:
+    with db.engine.begin() as connection:
+        connection.execute(sa.text("DROP TABLE IF EXISTS sync_seen"))
+        connection.execute(sa.text("CREATE TABLE sync_seen (n INTEGER NOT NULL, pid INTEGER)"))
+
+
+@pytest.fixture
+def sync_app(app_factory):
+    app = app_factory(
+        INTEGRATIONS_PROVIDERS={"feed": Feed},
+        INTEGRATIONS_SYNC={"items_per_job": 7, "item_tries": 3, "item_backoff": [10, 30]},
+    )
+    integrations = app.extensions["integrations"]
+
+    @integrations.sync_handler("feed.entry")
+    def ingest(integration, payload):
+        record(db, integration, payload)
+
+    with app.app_context():
+        _create_seen_table()
+    return app
+
+
+@pytest.fixture
+def feed(sync_app):
+    with sync_app.app_context():
+        integration = sync_app.extensions["integrations"].create("feed", "Feed", {})
+        yield integration
+        db.session.remove()
+
+
+def seen() -> list[int]:
+    return sorted(db.session.execute(sa.text("SELECT n FROM sync_seen")).scalars())
+
+
+def runs(integration_id: int) -> list[IntegrationLog]:
+    return list(
+        db.session.scalars(
+            sa.select(IntegrationLog)
+            .where(IntegrationLog.integration_id == integration_id, IntegrationLog.operation == "sync")
+            .order_by(IntegrationLog.id)
+        )
+    )
+
+
+def items(status: str | None = None) -> list[IntegrationSyncItem]:
+    query = sa.select(IntegrationSyncItem).order_by(IntegrationSyncItem.id)
+    if status:
+        query = query.where(IntegrationSyncItem.status == status)
+    return list(db.session.scalars(query))
+
+
+def refreshed(integration):
+    db.session.expire_all()
+    return db.session.get(type(integration), integration.id)
+
+
+# -- embedded mode ------------------------------------------------------------------------------
+
+
+def test_a_run_processes_every_item_and_moves_the_cursor(feed):
+    completed = []
+    with signals.sync_completed.connected_to(lambda app, **kw: completed.append(kw["status"])):
+        log = feed.sync_now()
+    assert log is not None
+    assert seen() == list(range(1, 21))
+    feed = refreshed(feed)
+    assert feed.sync_cursor == 20
+    assert feed.last_synced_at is not None
+    assert feed.next_sync_at > utcnow() + timedelta(minutes=9)
+    (run,) = runs(feed.id)
+    assert run.status == "success"
+    assert run.metadata["success_count"] == 20
+    assert run.metadata["failure_count"] == 0
+    assert run.metadata["batch_id"] == items()[0].batch_id
+    assert len(run.metadata["batch_id"]) == 32
+    assert {i.status for i in items()} == {"success"}
+    assert completed == ["success"]
+
+
+def test_the_next_run_starts_from_the_cursor(feed):
+    feed.sync_now()
+    sync_support.ITEMS["count"] = 5
+    feed.sync_now()
+    assert seen() == list(range(1, 26))
+    assert refreshed(feed).sync_cursor == 25
+
+
+def test_an_item_dispatch_records_event_external_id_checkpoint_and_log(feed):
+    feed.sync_now()
+    item = items()[0]
+    assert (item.event_class, item.external_id, item.checkpoint_value) == ("feed.entry", "e1", 1)
+    assert item.sync_log_id == runs(feed.id)[0].id
+    assert item.attempts == 1 and item.completed_at is not None
+
+
+def test_a_failing_item_is_retried_alone_and_holds_the_cursor(feed, sync_app):
+    sync_support.FAILING["e3"] = 1
+    feed.sync_now()
+    assert seen() == [n for n in range(1, 21) if n != 3]
+    (waiting,) = items("pending")
+    assert waiting.external_id == "e3" and waiting.attempts == 1 and "malformed" in waiting.error
+    assert runs(feed.id)[0].status == "processing"
+    assert refreshed(feed).sync_cursor is None
+    # the delayed retry is not slept in embedded mode: the sweep runs it once its backoff has passed
+    with sync_app.app_context():
+        state = sync_app.extensions["integrations"].state_for(sync_app)
+        assert jobs.sweep(state)["requeued"] == 0
+        jobs.sweep(state, now=utcnow() + timedelta(seconds=11))
+    assert seen() == list(range(1, 21))  # the others were not re-run
+    assert runs(feed.id)[0].status == "success"
+    assert refreshed(feed).sync_cursor == 20
+
+
+def test_an_item_failing_every_try_fails_the_run_partially(feed, sync_app):
+    sync_support.FAILING["e3"] = 99
+    failures = []
+    state = sync_app.extensions["integrations"].state_for(sync_app)
+    with signals.sync_item_failed.connected_to(lambda app, **kw: failures.append(kw["error"])):
+        feed.sync_now()
+        for extra in (11, 42):
+            jobs.sweep(state, now=utcnow() + timedelta(seconds=extra))
+    (failed,) = items("failed")
+    assert failed.attempts == 3 and failed.error == "ValueError: entry 3 is malformed"
+    assert failures == ["ValueError: entry 3 is malformed"]
+    (run,) = runs(feed.id)
+    assert run.status == "partial"
+    assert run.metadata["success_count"] == 19 and run.metadata["failure_count"] == 1
+    feed = refreshed(feed)
+    assert feed.sync_cursor is None
+    assert feed.next_sync_at is not None  # paces itself even after a partial run
+
+
+def test_skipping_the_failed_item_lets_the_cursor_catch_up(feed, sync_app):
+    sync_support.FAILING["e3"] = 99
+    sync_app.config["INTEGRATIONS_SYNC"]["item_tries"] = 1
+    feed.sync_now()
+    (failed,) = items("failed")
+    runner = sync_app.test_cli_runner()
+    result = runner.invoke(args=["integrations", "skip-sync-item", str(failed.id)])
+    assert result.exit_code == 0, result.output
+    assert runs(feed.id)[0].status == "success"
+    assert refreshed(feed).sync_cursor == 20
+
+
+def test_retrying_the_failed_item_lets_the_cursor_catch_up(feed, sync_app):
+    sync_support.FAILING["e3"] = 1
+    sync_app.config["INTEGRATIONS_SYNC"]["item_tries"] = 1
+    feed.sync_now()
+    assert runs(feed.id)[0].status == "partial"
+    (failed,) = items("failed")
+    result = sync_app.test_cli_runner().invoke(args=["integrations", "retry-sync-item", str(failed.id)])
+    assert result.exit_code == 0, result.output
+    run_queued_jobs()
+    assert runs(feed.id)[0].status == "success"
+    assert refreshed(feed).sync_cursor == 20
+    assert seen() == list(range(1, 21))
+
+
+def test_an_enumeration_that_raises_fails_the_run_and_keeps_the_cursor(feed):
+    feed.sync_now()
+    sync_support.BROKEN["enumeration"] = True
+    feed.sync_now()
+    first, second = runs(feed.id)
+    assert first.status == "success"
+    assert second.status == "failed" and "upstream is down" in second.error
+    assert refreshed(feed).sync_cursor == 20
+    assert len(items()) == 20
+
+
+def test_an_event_without_handler_fails_its_item_clearly(feed, sync_app):
+    sync_app.extensions["integrations"]._sync_handlers.clear()
+    feed.sync_now()
+    failed = items("failed")
+    assert len(failed) == 20 and failed[0].attempts == 1
+    assert "no sync handler is registered for event 'feed.entry'" in failed[0].error
+    assert runs(feed.id)[0].status == "failed"
+
+
+def test_sync_now_returns_none_while_a_run_is_in_flight(feed, sync_app):
+    state = sync_app.extensions["integrations"].state_for(sync_app)
+    log = jobs.start_run(state, feed.id)
+    assert log is not None
+    assert feed.sync_now() is None
+    assert len(runs(feed.id)) == 1
+
+
+def test_the_run_lock_expires_after_lock_ttl(feed, sync_app):
+    state = sync_app.extensions["integrations"].state_for(sync_app)
+    log = jobs.start_run(state, feed.id)
+    logs = state.tables["logs"]
+    db.session.execute(
+        sa.update(logs).where(logs.c.id == log.id).values(created_at=utcnow() - timedelta(seconds=1801))
+    )
+    db.session.commit()
+    assert feed.sync_now() is not None
+
+
+def test_max_items_per_run_stops_dispatch_with_a_warning(feed, sync_app, caplog):
+    sync_app.config["INTEGRATIONS_SYNC"]["max_items_per_run"] = 5
+    feed.sync_now()
+    assert seen() == [1, 2, 3, 4, 5]
+    assert "max_items_per_run" in caplog.text
+    assert refreshed(feed).sync_cursor == 5
+
+
+def test_sync_session_is_exported_and_dispatch_checks_the_event(feed, sync_app):
+    state = sync_app.extensions["integrations"].state_for(sync_app)
+    session = SyncSession(state, feed, 1, "b" * 32, None)
+    with pytest.raises(ValueError):
+        session.dispatch("", {})
+
+
+def test_the_cursor_never_moves_backward(feed, sync_app):
+    feed.sync_now()
+    provider = sync_app.extensions["integrations"].state_for(sync_app).provider("feed")
+    assert jobs.next_cursor(provider, 20, [3, 4]) == 20
+    assert jobs.next_cursor(provider, None, [3, 4]) == 4
+    assert jobs.next_cursor(provider, 20, []) == 20
+
+
+def test_a_sweep_resets_items_a_dead_worker_left_processing(feed, sync_app):
+    sync_support.FAILING["e1"] = 1
+    sync_app.config["INTEGRATIONS_SYNC"]["item_tries"] = 5
+    feed.sync_now()
+    items_table = sync_app.extensions["integrations"].state_for(sync_app).tables["sync_items"]
+    db.session.execute(
+        sa.update(items_table).where(items_table.c.external_id == "e1").values(status="processing")
+    )
+    db.session.commit()
+    state = sync_app.extensions["integrations"].state_for(sync_app)
+    assert jobs.sweep(state, processing_timeout=60)["reset"] == 0
+    result = jobs.sweep(state, processing_timeout=60, now=utcnow() + timedelta(seconds=400))
+    assert result["reset"] == 1
+    assert runs(feed.id)[0].status == "success"
+    assert refreshed(feed).sync_cursor == 20
+
+
+# -- CLI ----------------------------------------------------------------------------------------
+
+
+def test_flask_integrations_sync_runs_due_integrations_only(feed, sync_app):
+    other = sync_app.extensions["integrations"].create("feed", "Not due", {})
+    other.next_sync_at = utcnow() + timedelta(hours=1)
+    db.session.commit()
+    result = sync_app.test_cli_runner().invoke(args=["integrations", "sync"])
+    assert result.exit_code == 0, result.output
+    assert "Started 1 sync run(s) of 1 due integration(s)." in result.output
+    assert [r.status for r in runs(feed.id)] == ["success"]
+    assert runs(other.id) == []
+    again = sync_app.test_cli_runner().invoke(args=["integrations", "sync"])
+    assert "Started 0 sync run(s) of 0 due" in again.output
+
+
+def test_flask_integrations_sync_skips_inactive_and_unscheduled(feed, sync_app):
+    feed.sync_interval_minutes = None
+    feed.is_active = False
+    db.session.commit()
+    result = sync_app.test_cli_runner().invoke(args=["integrations", "sync"])
+    assert "of 0 due integration(s)" in result.output
+
+
+def test_sync_of_one_integration_and_of_an_unknown_id(feed, sync_app):
+    runner = sync_app.test_cli_runner()
+    result = runner.invoke(args=["integrations", "sync", "--integration", str(feed.id)])
+    assert result.exit_code == 0 and f"run {runs(feed.id)[0].id} started" in result.output
+    bad = runner.invoke(args=["integrations", "sync", "--integration", "999"])
+    assert bad.exit_code == 1 and bad.output.strip() == "Error: Integration 999 does not exist."
+
+
+def test_list_failed_items_is_an_aligned_table(feed, sync_app):
+    sync_support.FAILING.update({"e3": 99, "e12": 99})
+    sync_app.config["INTEGRATIONS_SYNC"]["item_tries"] = 1
+    feed.sync_now()
+    runner = sync_app.test_cli_runner()
+    result = runner.invoke(args=["integrations", "list-failed-items", "--integration", str(feed.id)])
+    lines = result.output.splitlines()
+    assert lines[0].split() == [
+        "ID",
+        "INTEGRATION",
+        "EVENT",
+        "EXTERNAL",
+        "ID",
+        "ATTEMPTS",
+        "FAILED",
+        "AT",
+        "ERROR",
+    ]
+    assert len(lines) == 3 and "e3" in lines[1] and "e12" in lines[2]
+    assert lines[1].index("feed.entry") == lines[2].index("feed.entry") == lines[0].index("EVENT")
+    later = runner.invoke(args=["integrations", "list-failed-items", "--since", "2999-01-01"])
+    assert "No failed sync items." in later.output
+
+
+@pytest.mark.parametrize("command", ["skip-sync-item", "retry-sync-item"])
+def test_item_commands_refuse_unknown_and_unfailed_items(feed, sync_app, command):
+    feed.sync_now()
+    runner = sync_app.test_cli_runner()
+    unknown = runner.invoke(args=["integrations", command, "999"])
+    assert unknown.exit_code == 1 and unknown.output.strip() == "Error: sync item 999 does not exist."
+    done = runner.invoke(args=["integrations", command, str(items()[0].id)])
+    assert done.exit_code == 1 and "is success" in done.output
+
+
+def test_advance_cursor_finalises_a_stuck_run_and_is_safe_to_repeat(feed, sync_app):
+    feed.sync_now()
+    logs = sync_app.extensions["integrations"].state_for(sync_app).tables["logs"]
+    # as if the last job died between its statuses' commit and the finalisation
+    db.session.execute(sa.update(logs).values(status="processing"))
+    db.session.execute(sa.update(type(feed).__table__).values(sync_cursor=None))
+    db.session.commit()
+    runner = sync_app.test_cli_runner()
+    result = runner.invoke(args=["integrations", "advance-cursor", str(feed.id)])
+    assert result.exit_code == 0 and "1 run(s) finalised; cursor: 20." in result.output
+    assert runner.invoke(args=["integrations", "advance-cursor", str(feed.id)]).output.startswith("0 run(s)")
+    assert runner.invoke(args=["integrations", "advance-cursor", "999"]).exit_code == 1
