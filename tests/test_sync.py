@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import time
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 
-from flask_integrations import IntegrationLog, IntegrationSyncItem, SyncSession, signals
+from flask_integrations import Integration, IntegrationLog, IntegrationSyncItem, SyncSession, signals
 from flask_integrations.clock import utcnow
 from flask_integrations.queue import run_queued_jobs
 from flask_integrations.sync import jobs
 from tests import sync_support
-from tests.support import db
+from tests.support import db, make_app
 from tests.sync_support import Feed, record
 
 
@@ -342,3 +348,202 @@ def test_advance_cursor_finalises_a_stuck_run_and_is_safe_to_repeat(feed, sync_a
     assert result.exit_code == 0 and "1 run(s) finalised; cursor: 20." in result.output
     assert runner.invoke(args=["integrations", "advance-cursor", str(feed.id)]).output.startswith("0 run(s)")
     assert runner.invoke(args=["integrations", "advance-cursor", "999"]).exit_code == 1
+
+
+# -- several processes: PostgreSQL, Redis and real RQ workers ------------------------------------
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _env(database_url: str, redis_url: str | None = None, **extra: str) -> dict[str, str]:
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "FLASK_APP": "tests.sync_app:create_app",
+        "SYNC_TEST_DATABASE_URL": database_url,
+        "SYNC_TEST_REDIS_URL": redis_url or "",
+        **extra,
+    }
+    env.pop("SYNC_TEST_SLOW", None)
+    env.update(extra)
+    return env
+
+
+def _flask(*args: str, env: dict[str, str]) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "flask", "integrations", *args],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+
+
+def _wait(process: subprocess.Popen, timeout: float = 90) -> tuple[str, str]:
+    out, err = process.communicate(timeout=timeout)
+    assert process.returncode == 0, err
+    return out, err
+
+
+@pytest.fixture
+def pg_app(postgres_url):
+    from tests.conftest import reset_tables
+    from tests.sync_app import create_app
+
+    os.environ["SYNC_TEST_DATABASE_URL"] = postgres_url
+    try:
+        app = create_app()
+    finally:
+        os.environ.pop("SYNC_TEST_DATABASE_URL", None)
+    with app.app_context():
+        reset_tables()
+        _create_seen_table()
+        yield app
+        db.session.remove()
+
+
+def end_state(integration_id: int) -> dict:
+    db.session.expire_all()
+    (run,) = runs(integration_id)
+    statuses = sorted({i.status for i in items()})
+    return {
+        "cursor": db.session.get(Integration, integration_id).sync_cursor,
+        "run": run.status,
+        "counts": (run.metadata["success_count"], run.metadata["failure_count"]),
+        "items": statuses,
+        "seen": seen(),
+    }
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+def test_two_concurrent_sync_commands_start_one_run(pg_app, postgres_url):
+    feed = pg_app.extensions["integrations"].create("feed", "Feed", {})
+    env = _env(postgres_url, SYNC_TEST_SLOW="0.05")
+    processes = [_flask("sync", "--integration", str(feed.id), env=env) for _ in range(2)]
+    outputs = [_wait(p)[0] for p in processes]
+    assert sorted("already in flight" in out for out in outputs) == [False, True], outputs
+    assert len(runs(feed.id)) == 1
+    assert end_state(feed.id)["seen"] == list(range(1, 21))
+    # and the due-integration path: two `flask integrations sync` at once, one run
+    db.session.execute(sa.update(Integration.__table__).values(next_sync_at=None))
+    db.session.commit()
+    processes = [_flask("sync", env=env) for _ in range(2)]
+    outputs = [_wait(p)[0] for p in processes]
+    assert len(runs(feed.id)) == 2, outputs
+    assert seen() == list(range(1, 41))
+
+
+@pytest.mark.slow
+@pytest.mark.redis
+@pytest.mark.postgres
+def test_rq_workers_finalise_a_large_run_once(postgres_url, redis_url, tmp_path):
+    import redis
+
+    from tests.conftest import reset_tables
+    from tests.sync_app import create_app
+
+    redis.Redis.from_url(redis_url).flushdb()
+    env = _env(postgres_url, redis_url, SYNC_TEST_ITEMS="600", SYNC_TEST_PER_JOB="25")
+    os.environ.update(
+        {k: env[k] for k in ("SYNC_TEST_DATABASE_URL", "SYNC_TEST_REDIS_URL", "SYNC_TEST_PER_JOB")}
+    )
+    try:
+        app = create_app()
+    finally:
+        for key in ("SYNC_TEST_DATABASE_URL", "SYNC_TEST_REDIS_URL", "SYNC_TEST_PER_JOB"):
+            os.environ.pop(key, None)
+    sync_support.ITEMS["count"] = 600
+    started = time.monotonic()
+    try:
+        with app.app_context():
+            reset_tables()
+            _create_seen_table()
+            feed = app.extensions["integrations"].create("feed", "Feed", {})
+            state = app.extensions["integrations"].state_for(app)
+            log = jobs.start_run(state, feed.id)
+            # the enumeration runs here; its 24 item jobs go to RQ, for two workers at once
+            assert jobs.sync_integration(feed.id, log.id) == "processing"
+            assert len(items("pending")) == 600
+            workers = [_flask("worker", "--burst", env=env) for _ in range(2)]
+            for worker in workers:
+                _wait(worker)
+            redis_state = end_state(feed.id)
+            assert redis_state == {
+                "cursor": 600,
+                "run": "success",
+                "counts": (600, 0),
+                "items": ["success"],
+                "seen": list(range(1, 601)),
+            }
+            assert len(items()) == 600
+            db.session.remove()
+    finally:
+        redis.Redis.from_url(redis_url).flushdb()
+    assert time.monotonic() - started < 90
+    # the embedded mode reaches the same end state for the same provider
+    embedded = make_app(f"sqlite:///{tmp_path / 'embedded.db'}", INTEGRATIONS_PROVIDERS={"feed": Feed})
+
+    @embedded.extensions["integrations"].sync_handler("feed.entry")
+    def ingest(integration, payload):
+        record(db, integration, payload)
+
+    with embedded.app_context():
+        reset_tables()
+        _create_seen_table()
+        feed = embedded.extensions["integrations"].create("feed", "Feed", {})
+        feed.sync_now()
+        assert end_state(feed.id) == redis_state
+        db.session.remove()
+
+
+@pytest.mark.slow
+@pytest.mark.redis
+@pytest.mark.postgres
+def test_a_sigkilled_worker_loses_no_item(postgres_url, redis_url):
+    import redis
+
+    from tests.conftest import reset_tables
+    from tests.sync_app import create_app
+
+    redis.Redis.from_url(redis_url).flushdb()
+    os.environ.update({"SYNC_TEST_DATABASE_URL": postgres_url, "SYNC_TEST_REDIS_URL": redis_url})
+    try:
+        app = create_app()
+    finally:
+        os.environ.pop("SYNC_TEST_DATABASE_URL", None)
+        os.environ.pop("SYNC_TEST_REDIS_URL", None)
+    try:
+        with app.app_context():
+            reset_tables()
+            _create_seen_table()
+            feed = app.extensions["integrations"].create("feed", "Feed", {})
+            feed.sync_now()
+            worker = _flask("worker", env=_env(postgres_url, redis_url, SYNC_TEST_SLOW="30"))
+            try:
+                deadline = time.monotonic() + 30
+                while not items("processing") and time.monotonic() < deadline:
+                    time.sleep(0.2)
+                    db.session.expire_all()
+                assert items("processing")
+            finally:
+                os.killpg(worker.pid, signal.SIGKILL)
+                worker.wait(10)
+            db.session.expire_all()
+            assert runs(feed.id)[0].status == "processing"
+            assert db.session.get(Integration, feed.id).sync_cursor is None  # not past the lost item
+            state = app.extensions["integrations"].state_for(app)
+            assert jobs.sweep(state, processing_timeout=0)["reset"] >= 1
+            _wait(_flask("worker", "--burst", env=_env(postgres_url, redis_url)))
+            state_after = end_state(feed.id)
+            assert (state_after["run"], state_after["cursor"], state_after["items"]) == (
+                "success",
+                20,
+                ["success"],
+            )
+            assert set(state_after["seen"]) == set(range(1, 21))
+            db.session.remove()
+    finally:
+        redis.Redis.from_url(redis_url).flushdb()
