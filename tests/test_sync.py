@@ -547,3 +547,22 @@ def test_a_sigkilled_worker_loses_no_item(postgres_url, redis_url):
             db.session.remove()
     finally:
         redis.Redis.from_url(redis_url).flushdb()
+
+
+def test_the_cron_job_starts_due_runs(feed, sync_app):
+    from flask_integrations import cron
+
+    assert cron.sync_due() == 1
+    assert runs(feed.id)[0].status == "success"
+    assert cron.sync_due() == 0
+
+    registered = []
+
+    class FakeCron:
+        def register(self, func, queue_name, **options):
+            registered.append((func, queue_name, options))
+
+    cron.register(FakeCron(), cron_expression="*/5 * * * *")
+    ((func, queue_name, options),) = registered
+    assert func.__name__ == "run_job" and queue_name == "integrations"
+    assert options["args"] == ("flask_integrations.cron.sync_due",) and options["cron"] == "*/5 * * * *"
