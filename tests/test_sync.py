@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 
@@ -566,3 +567,44 @@ def test_the_cron_job_starts_due_runs(feed, sync_app):
     ((func, queue_name, options),) = registered
     assert func.__name__ == "run_job" and queue_name == "integrations"
     assert options["args"] == ("flask_integrations.cron.sync_due",) and options["cron"] == "*/5 * * * *"
+
+
+def test_requests_made_while_enumerating_join_the_run_log(app_factory):
+    from flask_integrations import IntegrationRequest
+    from tests.sync_support import CallingFeed
+
+    app = app_factory(INTEGRATIONS_PROVIDERS={"feed": CallingFeed})
+    app.extensions["integrations"].sync_handler("feed.entry")(lambda integration, payload: None)
+    with app.app_context():
+        feed = app.extensions["integrations"].create("feed", "Feed", {})
+        with caplog_records() as records:
+            feed.sync_now()
+        (run,) = runs(feed.id)
+        request_ids = db.session.scalars(sa.select(IntegrationRequest.id)).all()
+        assert len(request_ids) == 1
+        assert run.metadata["request_ids"] == request_ids
+        assert run.status == "success" and refreshed(feed).sync_cursor == 3
+        assert any(getattr(r, "integration_operation", None) == "sync" for r in records)
+        db.session.remove()
+
+
+@contextmanager
+def caplog_records():
+    import logging
+
+    records: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record)
+
+    handler = Keep(logging.DEBUG)
+    logger = logging.getLogger("flask_integrations")
+    old_level = logger.level
+    logger.setLevel(logging.DEBUG)
+    logger.addHandler(handler)
+    try:
+        yield records
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(old_level)

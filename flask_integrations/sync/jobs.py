@@ -177,6 +177,12 @@ def sync_integration(integration_id: int, log_id: int | None = None) -> str | No
             _mark_enumerated(state, log_id, len(run.item_ids), run.stopped)
             enqueue_items(state, provider_key, run.item_ids)
             session.commit()
+            logger.info(
+                "flask-integrations: sync run %s of integration %s dispatched %s item(s)",
+                log_id,
+                integration_id,
+                len(run.item_ids),
+            )
         except Exception as exc:
             session.rollback()
             error = safe_error(integration, exc)
