@@ -608,3 +608,21 @@ def caplog_records():
     finally:
         logger.removeHandler(handler)
         logger.setLevel(old_level)
+
+
+def test_the_example_in_the_docs_runs(tmp_path):
+    import re
+
+    text = (ROOT / "docs" / "syncs.md").read_text()
+    code = re.search(r"```python\n(from cryptography.*?)```", text, re.S).group(1)
+    (tmp_path / "sync_example.py").write_text(code)
+    done = subprocess.run(
+        [sys.executable, "sync_example.py"],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["success 10 2026-01-10 10", "2026-01-11 11"]
