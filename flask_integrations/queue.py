@@ -61,6 +61,8 @@ class QueuedJob:
     delay: float | None = None
     redis_url: str | None = None
     job_timeout: int | None = None
+    #: ``module.function`` called with the job's args if RQ fails the job (abandoned, timed out)
+    on_failure: str | None = None
 
     def __repr__(self) -> str:
         return f"<QueuedJob {self.func}{self.args!r} queue={self.queue!r} delay={self.delay}>"
@@ -88,10 +90,13 @@ def enqueue(
     queue: str | None = None,
     delay: float | None = None,
     job_timeout: int | None = None,
+    on_failure: Callable[..., Any] | str | None = None,
 ) -> QueuedJob:
     """Run ``func(*args)`` in the background once the current transaction commits.
 
     `queue` defaults to the webhook queue setting; `delay` is in seconds.
+    `on_failure(*args)` runs (Redis mode, in an app context) when RQ fails the
+    job itself: a worker killed mid-job whose job RQ finds abandoned, a timeout.
     """
     job = QueuedJob(
         app=state.app,
@@ -101,6 +106,7 @@ def enqueue(
         delay=delay if delay and delay > 0 else None,
         redis_url=state.setting("REDIS_URL"),
         job_timeout=job_timeout,
+        on_failure=function_path(on_failure) if on_failure is not None else None,
     )
     session = state.db.session
     if isinstance(session, scoped_session):
@@ -178,6 +184,11 @@ def _enqueue_rq(job: QueuedJob) -> None:
         options: dict[str, Any] = {"description": f"{job.func}{job.args!r}"}
         if job.job_timeout:
             options["job_timeout"] = job.job_timeout
+        if job.on_failure:
+            from rq import Callback
+
+            options["on_failure"] = Callback(run_failure_callback)
+            options["meta"] = {"fi_on_failure": job.on_failure}
         if job.delay is None:
             queue.enqueue(run_job, job.func, *job.args, **options)
         else:
@@ -226,6 +237,17 @@ def run_job(func: str, *args: Any) -> Any:
     with app.app_context():
         _dispose_inherited_engines(app)
         return import_function(func)(*args)
+
+
+def run_failure_callback(job: Any, connection: Any, *exc_info: Any) -> None:
+    """RQ failure callback: ``on_failure(*args)`` of the failed job, inside an app context."""
+    path = (job.meta or {}).get("fi_on_failure")
+    if not path:
+        return
+    app = _job_app()
+    with app.app_context():
+        _dispose_inherited_engines(app)
+        import_function(path)(*job.args[1:])
 
 
 def _dispose_inherited_engines(app: Flask) -> None:
