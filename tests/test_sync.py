@@ -628,3 +628,49 @@ def test_the_example_in_the_docs_runs(tmp_path):
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == ["success 10 2026-01-10 10", "2026-01-11 11"]
+
+
+def test_items_rq_abandoned_go_back_to_a_worker_or_fail_once_out_of_tries(feed, sync_app):
+    sync_app.config["INTEGRATIONS_SYNC"]["item_tries"] = 2
+    state = sync_app.extensions["integrations"].state_for(sync_app)
+    log = jobs.start_run(state, feed.id)
+    t = state.tables["sync_items"]
+    # as if a worker claimed the whole chunk, then died: e1 on its first try, e2 on its last
+    session = SyncSession(state, feed, log.id, "c" * 32, None)
+    session.dispatch("feed.entry", {"n": 1}, checkpoint=1, external_id="e1")
+    session.dispatch("feed.entry", {"n": 2}, checkpoint=2, external_id="e2")
+    session.flush()
+    db.session.execute(sa.update(t).values(status="processing", attempts=1))
+    db.session.execute(sa.update(t).where(t.c.external_id == "e2").values(attempts=2))
+    logs = state.tables["logs"]
+    db.session.execute(
+        sa.update(logs).where(logs.c.id == log.id).values(metadata={"batch_id": "c" * 32, "enumerated": True})
+    )
+    db.session.commit()
+    assert jobs.items_abandoned([i.id for i in items()]) == 1
+    first, second = items()
+    assert (first.status, second.status) == ("success", "failed")
+    assert "worker running this item was lost" in second.error
+    assert seen() == [1]
+    assert runs(feed.id)[0].status == "partial"
+
+
+@pytest.mark.redis
+def test_item_jobs_carry_the_rq_failure_callback(app_factory, redis_url):
+    import redis
+    from rq import Queue
+
+    app = app_factory(INTEGRATIONS_PROVIDERS={"feed": Feed}, INTEGRATIONS_REDIS_URL=redis_url)
+    connection = redis.Redis.from_url(redis_url)
+    connection.flushdb()
+    try:
+        with app.app_context():
+            state = app.extensions["integrations"].state_for(app)
+            jobs.enqueue_items(state, "feed", [1, 2, 3])
+            (job,) = Queue("integrations", connection=connection).get_jobs()
+            assert job.args == ("flask_integrations.sync.jobs.process_sync_items", [1, 2, 3])
+            assert job.meta["fi_on_failure"] == "flask_integrations.sync.jobs.items_abandoned"
+            assert job.failure_callback.__name__ == "run_failure_callback"
+            db.session.remove()
+    finally:
+        connection.flushdb()

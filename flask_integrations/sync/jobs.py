@@ -75,7 +75,7 @@ def enqueue_items(state: AppState, provider_key: str, ids: list[int], delay: flo
     queue = item_queue(state, provider_key)
     chunks = [ids[i : i + size] for i in range(0, len(ids), size)]
     for chunk in chunks:
-        enqueue(state, process_sync_items, list(chunk), queue=queue, delay=delay)
+        enqueue(state, process_sync_items, list(chunk), queue=queue, delay=delay, on_failure=items_abandoned)
     return len(chunks)
 
 
@@ -264,6 +264,48 @@ def process_sync_items(item_ids: list[int]) -> dict[str, int]:
     for log_id in sorted({row.sync_log_id for row in rows if row.sync_log_id is not None}):
         maybe_finalise(state, log_id)
     return outcome
+
+
+def items_abandoned(item_ids: list[int]) -> int:
+    """RQ failed a `process_sync_items` job itself (its worker died, it timed out): the items it left
+    `processing` go back to `pending` and to a worker again, or become `failed` once out of tries.
+
+    Returns how many items were re-enqueued.
+    """
+    state = current_state()
+    session = state.db.session
+    t = state.tables["sync_items"]
+    tries = int(state.setting("SYNC")["item_tries"])
+    now = utcnow()
+    rows = session.execute(
+        sa.select(t.c.id, t.c.attempts, t.c.sync_log_id, Integration.provider)
+        .join(Integration.__table__, Integration.__table__.c.id == t.c.integration_id)
+        .where(t.c.id.in_(list(item_ids)), t.c.status == PROCESSING)
+    ).all()
+    lost = "the worker running this item was lost (killed, or the job timed out)"
+    retry = [r for r in rows if r.attempts < tries]
+    exhausted = [r.id for r in rows if r.attempts >= tries]
+    requeued: list[int] = []
+    if retry:
+        requeued = list(
+            session.execute(
+                sa.update(t)
+                .where(t.c.id.in_([r.id for r in retry]), t.c.status == PROCESSING)
+                .values(status=PENDING, error=lost, updated_at=now)
+                .returning(t.c.id)
+            ).scalars()
+        )
+        enqueue_items(state, retry[0].provider, requeued)
+    if exhausted:
+        session.execute(
+            sa.update(t)
+            .where(t.c.id.in_(exhausted), t.c.status == PROCESSING)
+            .values(status=FAILED, error=lost, completed_at=now, updated_at=now)
+        )
+    session.commit()
+    for log_id in sorted({r.sync_log_id for r in rows if r.sync_log_id is not None}):
+        maybe_finalise(state, log_id)
+    return len(requeued)
 
 
 def _item_failed(state: AppState, integration: Integration, row: Any, exc: BaseException) -> str:
@@ -562,6 +604,7 @@ __all__ = [
     "advance",
     "due_integrations",
     "finalise",
+    "items_abandoned",
     "maybe_finalise",
     "process_sync_items",
     "start_due",
