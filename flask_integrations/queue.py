@@ -63,6 +63,8 @@ class QueuedJob:
     job_timeout: int | None = None
     #: ``module.function`` called with the job's args if RQ fails the job (abandoned, timed out)
     on_failure: str | None = None
+    #: Redis mode: jobs committed together with the same group go to RQ as one `rq.group.Group` of that name
+    group: str | None = None
 
     def __repr__(self) -> str:
         return f"<QueuedJob {self.func}{self.args!r} queue={self.queue!r} delay={self.delay}>"
@@ -91,6 +93,7 @@ def enqueue(
     delay: float | None = None,
     job_timeout: int | None = None,
     on_failure: Callable[..., Any] | str | None = None,
+    group: str | None = None,
 ) -> QueuedJob:
     """Run ``func(*args)`` in the background once the current transaction commits.
 
@@ -107,6 +110,7 @@ def enqueue(
         redis_url=state.setting("REDIS_URL"),
         job_timeout=job_timeout,
         on_failure=function_path(on_failure) if on_failure is not None else None,
+        group=group,
     )
     session = state.db.session
     if isinstance(session, scoped_session):
@@ -137,13 +141,18 @@ def _flush_after_commit(session: Session, transaction: Any) -> None:
 def dispatch(jobs: list[QueuedJob]) -> None:
     """Hand committed jobs to RQ or to the embedded runner; never raises."""
     embedded = []
+    groups: dict[tuple[str, str, str], list[QueuedJob]] = {}
     for job in jobs:
-        if job.redis_url:
+        if job.redis_url and job.group and job.delay is None:
+            groups.setdefault((job.redis_url, job.queue, job.group), []).append(job)
+        elif job.redis_url:
             _enqueue_rq(job)
         elif job.delay is None:
             embedded.append(job)
         else:
             logger.debug("flask-integrations: delayed job %r left for the recovery sweep", job)
+    for grouped in groups.values():
+        _enqueue_rq_group(grouped)
     if embedded:
         _runner.submit(embedded)
 
@@ -178,17 +187,47 @@ def rq_queue(name: str, url: str, worker: bool = False) -> Any:
     return Queue(name, connection=redis_connection(url, worker))
 
 
+def _rq_options(job: QueuedJob) -> dict[str, Any]:
+    options: dict[str, Any] = {"description": f"{job.func}{job.args!r}"}
+    if job.job_timeout:
+        options["job_timeout"] = job.job_timeout
+    if job.on_failure:
+        from rq import Callback
+
+        options["on_failure"] = Callback(run_failure_callback)
+        options["meta"] = {"fi_on_failure": job.on_failure}
+    return options
+
+
+def _enqueue_rq_group(jobs: list[QueuedJob]) -> None:
+    """Jobs of one group, in one `rq.group.Group` named after it (falls back to plain enqueues)."""
+    first = jobs[0]
+    try:
+        from rq import Queue
+        from rq.group import Group
+
+        queue = rq_queue(first.queue, first.redis_url or "")
+        datas = []
+        for job in jobs:
+            options = _rq_options(job)
+            timeout = options.pop("job_timeout", None)
+            datas.append(Queue.prepare_data(run_job, args=(job.func, *job.args), timeout=timeout, **options))
+        Group.create(connection=queue.connection, name=first.group).enqueue_many(queue, datas)
+    except Exception as exc:
+        logger.warning(
+            "flask-integrations: could not enqueue group %r (%s: %s); enqueuing its jobs one by one.",
+            first.group,
+            type(exc).__name__,
+            exc,
+        )
+        for job in jobs:
+            _enqueue_rq(job)
+
+
 def _enqueue_rq(job: QueuedJob) -> None:
     try:
         queue = rq_queue(job.queue, job.redis_url or "")
-        options: dict[str, Any] = {"description": f"{job.func}{job.args!r}"}
-        if job.job_timeout:
-            options["job_timeout"] = job.job_timeout
-        if job.on_failure:
-            from rq import Callback
-
-            options["on_failure"] = Callback(run_failure_callback)
-            options["meta"] = {"fi_on_failure": job.on_failure}
+        options = _rq_options(job)
         if job.delay is None:
             queue.enqueue(run_job, job.func, *job.args, **options)
         else:
