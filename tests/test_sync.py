@@ -468,6 +468,10 @@ def test_rq_workers_finalise_a_large_run_once(postgres_url, redis_url, tmp_path)
             # the enumeration runs here; its 24 item jobs go to RQ, for two workers at once
             assert jobs.sync_integration(feed.id, log.id) == "processing"
             assert len(items("pending")) == 600
+            from rq.group import Group
+
+            group = Group.fetch(items()[0].batch_id, connection=redis.Redis.from_url(redis_url))
+            assert len(group.get_jobs()) == 24  # one RQ group per run, named by its batch id
             workers = [_flask("worker", "--burst", env=env) for _ in range(2)]
             for worker in workers:
                 _wait(worker)

@@ -7,8 +7,8 @@
   waits on the row lock, then sees the first's log and starts nothing.
 - `sync_integration` runs the provider's enumeration; the items and the
   log's ``enumerated`` mark commit together, and the `process_sync_items`
-  jobs (up to `items_per_job` ids each, plain enqueues: no RQ group) are
-  dispatched after that commit.
+  jobs (up to `items_per_job` ids each; in Redis mode one RQ group named by
+  the run's batch id) are dispatched after that commit.
 - `process_sync_items` claims its pending items in one UPDATE, runs each
   handler (the handler's work commits item by item), writes the successes in
   one UPDATE, retries a raising item alone with `item_backoff`, and only then
@@ -69,13 +69,26 @@ def item_queue(state: AppState, provider_key: str) -> str:
     return state.setting("SYNC").get("item_queue") or run_queue(state, provider_key)
 
 
-def enqueue_items(state: AppState, provider_key: str, ids: list[int], delay: float | None = None) -> int:
-    """Enqueue `process_sync_items` jobs of up to `items_per_job` ids; returns how many jobs."""
+def enqueue_items(
+    state: AppState, provider_key: str, ids: list[int], delay: float | None = None, group: str | None = None
+) -> int:
+    """Enqueue `process_sync_items` jobs of up to `items_per_job` ids; returns how many jobs.
+
+    With `group` (a run's batch id) the jobs go to RQ as one group of that name (Redis mode).
+    """
     size = max(1, int(state.setting("SYNC")["items_per_job"]))
     queue = item_queue(state, provider_key)
     chunks = [ids[i : i + size] for i in range(0, len(ids), size)]
     for chunk in chunks:
-        enqueue(state, process_sync_items, list(chunk), queue=queue, delay=delay, on_failure=items_abandoned)
+        enqueue(
+            state,
+            process_sync_items,
+            list(chunk),
+            queue=queue,
+            delay=delay,
+            on_failure=items_abandoned,
+            group=group,
+        )
     return len(chunks)
 
 
@@ -175,7 +188,7 @@ def sync_integration(integration_id: int, log_id: int | None = None) -> str | No
                 raise TypeError(f"provider {provider_key!r} has no sync() or sync_incremental()")
             run.flush()
             _mark_enumerated(state, log_id, len(run.item_ids), run.stopped)
-            enqueue_items(state, provider_key, run.item_ids)
+            enqueue_items(state, provider_key, run.item_ids, group=run.batch_id)
             session.commit()
             logger.info(
                 "flask-integrations: sync run %s of integration %s dispatched %s item(s)",
