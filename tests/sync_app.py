@@ -13,7 +13,10 @@ def create_app():
         os.environ["SYNC_TEST_DATABASE_URL"],
         INTEGRATIONS_PROVIDERS={"feed": Feed},
         INTEGRATIONS_REDIS_URL=os.environ.get("SYNC_TEST_REDIS_URL") or None,
-        INTEGRATIONS_SYNC={"items_per_job": int(os.environ.get("SYNC_TEST_PER_JOB", "50"))},
+        INTEGRATIONS_SYNC={
+            "items_per_job": int(os.environ.get("SYNC_TEST_PER_JOB", "50")),
+            "item_backoff": [int(os.environ.get("SYNC_TEST_BACKOFF", "10"))],
+        },
     )
     integrations = app.extensions["integrations"]
 

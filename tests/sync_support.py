@@ -34,6 +34,12 @@ class Feed(Provider, IncrementalSync):
 def record(db: Any, integration: Any, payload: dict) -> None:
     """The handler's idempotent side effect: one row per entry in `sync_seen`."""
     n = payload["n"]
+    marker_dir = os.environ.get("SYNC_TEST_FAIL_ONCE_DIR")
+    if marker_dir and f"e{n}" in os.environ.get("SYNC_TEST_FAIL_ONCE", "").split(","):
+        marker = os.path.join(marker_dir, f"e{n}.failed")
+        if not os.path.exists(marker):  # fails on its first attempt in any process
+            open(marker, "w").close()
+            raise ValueError(f"entry {n} is malformed")
     if FAILING.get(f"e{n}"):
         FAILING[f"e{n}"] -= 1
         raise ValueError(f"entry {n} is malformed")

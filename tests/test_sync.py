@@ -678,3 +678,43 @@ def test_item_jobs_carry_the_rq_failure_callback(app_factory, redis_url):
             db.session.remove()
     finally:
         connection.flushdb()
+
+
+@pytest.mark.slow
+@pytest.mark.redis
+@pytest.mark.postgres
+def test_rq_retries_a_failing_item_alone_through_the_scheduler(pg_app, postgres_url, redis_url, tmp_path):
+    import redis
+
+    redis.Redis.from_url(redis_url).flushdb()
+    env = _env(
+        postgres_url,
+        redis_url,
+        SYNC_TEST_FAIL_ONCE="e3",
+        SYNC_TEST_FAIL_ONCE_DIR=str(tmp_path),
+        SYNC_TEST_BACKOFF="1",
+        SYNC_TEST_PER_JOB="5",
+    )
+    # Redis mode for this process too, so that sync_now enqueues to RQ
+    pg_app.extensions["integrations"].state_for(pg_app).config["INTEGRATIONS_REDIS_URL"] = redis_url
+    try:
+        feed = pg_app.extensions["integrations"].create("feed", "Feed", {})
+        feed.sync_now()
+        worker = _flask("worker", env=env)  # not --burst: the scheduler must live to run the retry
+        try:
+            deadline = time.monotonic() + 40
+            while time.monotonic() < deadline:
+                db.session.expire_all()
+                if runs(feed.id)[0].status != "processing":
+                    break
+                time.sleep(0.3)
+        finally:
+            os.killpg(worker.pid, signal.SIGTERM)
+            worker.wait(20)
+        state = end_state(feed.id)
+        assert (state["run"], state["cursor"], state["items"]) == ("success", 20, ["success"])
+        assert state["seen"] == list(range(1, 21))  # the others in e3's job were not re-run
+        (retried,) = [i for i in items() if i.attempts == 2]
+        assert retried.external_id == "e3"
+    finally:
+        redis.Redis.from_url(redis_url).flushdb()
