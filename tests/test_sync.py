@@ -718,3 +718,29 @@ def test_rq_retries_a_failing_item_alone_through_the_scheduler(pg_app, postgres_
         assert retried.external_id == "e3"
     finally:
         redis.Redis.from_url(redis_url).flushdb()
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+def test_the_run_claim_admits_one_of_many_simultaneous_starts(pg_app):
+    import threading
+
+    feed = pg_app.extensions["integrations"].create("feed", "Feed", {})
+    state = pg_app.extensions["integrations"].state_for(pg_app)
+    barrier = threading.Barrier(6)
+    started: list[object] = []
+
+    def start(due_only: bool) -> None:
+        with pg_app.app_context():
+            barrier.wait()
+            started.append(jobs.start_run(state, feed.id, due_only=due_only))
+            db.session.remove()
+
+    threads = [threading.Thread(target=start, args=(n % 2 == 0,)) for n in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert len(started) == 6
+    assert len([log for log in started if log is not None]) == 1
+    assert len(runs(feed.id)) == 1
