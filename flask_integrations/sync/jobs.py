@@ -142,7 +142,10 @@ def start_run(state: AppState, integration_id: int, due_only: bool = False) -> I
 
 
 def sync_now(integration: Integration) -> IntegrationLog | None:
-    """Start a run at once; None if one is in flight. The enumeration runs as a job."""
+    """Start a run at once; None if one is in flight. The enumeration runs as a job.
+
+    The claim is its own transaction: work pending in the session is committed first.
+    """
     state = current_state()
     log = start_run(state, integration.id)
     if log is None:
