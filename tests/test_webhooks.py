@@ -937,7 +937,9 @@ def test_a_webhook_survives_a_sigkilled_worker(redis_app, redis_url, tmp_path):
     send_webhook(redis_app.test_client(), "hooks", {"k": 1}, headers={**GOOD, "X-Event": "hang"})
     env = _worker_env(redis_app, redis_url, tmp_path)
     worker = subprocess.Popen(
-        [sys.executable, "-m", "flask", "integrations", "worker"],
+        # --simple: the job runs in the worker process itself, so the SIGKILL really ends it (a forking
+        # worker's work horse runs in a session of its own and would outlive killpg).
+        [sys.executable, "-m", "flask", "integrations", "worker", "--simple"],
         env=env,
         cwd=tmp_path,
         stdout=subprocess.DEVNULL,
