@@ -81,8 +81,19 @@ def app_factory(database_url: str) -> Iterator:
     yield build
 
 
+_fresh_schema: set[str] = set()
+
+
 def reset_tables() -> None:
+    """Empty tables for a test. On PostgreSQL the schema is rebuilt once per process, so a
+    database left by an older checkout (another column set) cannot leak into this run."""
     engine = db.engine
+    url = engine.url.render_as_string(hide_password=True)
+    if engine.dialect.name == "postgresql" and url not in _fresh_schema:
+        with engine.begin() as connection:
+            connection.execute(sa.text("DROP SCHEMA public CASCADE"))
+            connection.execute(sa.text("CREATE SCHEMA public"))
+        _fresh_schema.add(url)
     db.metadata.create_all(engine)
     names = ", ".join(f'"{t.name}"' for t in reversed(db.metadata.sorted_tables))
     with engine.begin() as connection:

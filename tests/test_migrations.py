@@ -131,7 +131,11 @@ SEED_COLUMNS = {
         "processed_at", *TS,
     ],
 }  # fmt: skip
-SPEC_ADDITIONS = {"_requests": ["failure_class"], "_webhooks": ["attempts", "error", "dedup_key"]}
+SPEC_ADDITIONS = {
+    "_requests": ["failure_class"],
+    "_webhooks": ["attempts", "error", "dedup_key"],
+    "_sync_items": ["payload"],  # carries the dispatched payload to the worker
+}
 SPEC_LENGTHS = {
     ("_requests", "endpoint"): 2048,
     ("_logs", "external_id"): 500,

@@ -437,6 +437,9 @@ def test_two_concurrent_sync_commands_start_one_run(pg_app, postgres_url):
     assert seen() == list(range(1, 41))
 
 
+LARGE_RUN = 1000
+
+
 @pytest.mark.slow
 @pytest.mark.redis
 @pytest.mark.postgres
@@ -447,7 +450,7 @@ def test_rq_workers_finalise_a_large_run_once(postgres_url, redis_url, tmp_path)
     from tests.sync_app import create_app
 
     redis.Redis.from_url(redis_url).flushdb()
-    env = _env(postgres_url, redis_url, SYNC_TEST_ITEMS="600", SYNC_TEST_PER_JOB="25")
+    env = _env(postgres_url, redis_url, SYNC_TEST_ITEMS=str(LARGE_RUN), SYNC_TEST_PER_JOB="25")
     os.environ.update(
         {k: env[k] for k in ("SYNC_TEST_DATABASE_URL", "SYNC_TEST_REDIS_URL", "SYNC_TEST_PER_JOB")}
     )
@@ -456,7 +459,7 @@ def test_rq_workers_finalise_a_large_run_once(postgres_url, redis_url, tmp_path)
     finally:
         for key in ("SYNC_TEST_DATABASE_URL", "SYNC_TEST_REDIS_URL", "SYNC_TEST_PER_JOB"):
             os.environ.pop(key, None)
-    sync_support.ITEMS["count"] = 600
+    sync_support.ITEMS["count"] = LARGE_RUN
     started = time.monotonic()
     try:
         with app.app_context():
@@ -465,25 +468,25 @@ def test_rq_workers_finalise_a_large_run_once(postgres_url, redis_url, tmp_path)
             feed = app.extensions["integrations"].create("feed", "Feed", {})
             state = app.extensions["integrations"].state_for(app)
             log = jobs.start_run(state, feed.id)
-            # the enumeration runs here; its 24 item jobs go to RQ, for two workers at once
+            # the enumeration runs here; its 40 item jobs go to RQ, for two workers at once
             assert jobs.sync_integration(feed.id, log.id) == "processing"
-            assert len(items("pending")) == 600
+            assert len(items("pending")) == LARGE_RUN
             from rq.group import Group
 
             group = Group.fetch(items()[0].batch_id, connection=redis.Redis.from_url(redis_url))
-            assert len(group.get_jobs()) == 24  # one RQ group per run, named by its batch id
+            assert len(group.get_jobs()) == LARGE_RUN // 25  # one RQ group per run, named by its batch id
             workers = [_flask("worker", "--burst", env=env) for _ in range(2)]
             for worker in workers:
                 _wait(worker)
             redis_state = end_state(feed.id)
             assert redis_state == {
-                "cursor": 600,
+                "cursor": LARGE_RUN,
                 "run": "success",
-                "counts": (600, 0),
+                "counts": (LARGE_RUN, 0),
                 "items": ["success"],
-                "seen": list(range(1, 601)),
+                "seen": list(range(1, LARGE_RUN + 1)),
             }
-            assert len(items()) == 600
+            assert len(items()) == LARGE_RUN
             db.session.remove()
     finally:
         redis.Redis.from_url(redis_url).flushdb()
