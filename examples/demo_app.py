@@ -25,6 +25,7 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlparse
 
 import httpx
 import sqlalchemy as sa
@@ -46,9 +47,11 @@ from flask_sqlalchemy import SQLAlchemy
 from flask_integrations import (
     CredentialsDecryptionError,
     HasHealthCheck,
+    IncrementalSync,
     Integration,
     Integrations,
     Provider,
+    SyncSession,
 )
 
 DEFAULT_PORT = 5050
@@ -78,7 +81,22 @@ class FakeUpstream(ThreadingHTTPServer):
         self.expected_headers = {
             "/weather": ("X-Api-Key", WEATHER_API_KEY),
             "/tickets": ("Authorization", f"Bearer {TICKETS_API_TOKEN}"),
+            "/tickets/changes": ("Authorization", f"Bearer {TICKETS_API_TOKEN}"),
         }
+        #: the upstream's tickets; `version` grows with every change, like an `updated_at`
+        self.tickets = [
+            {"id": n, "subject": subject, "version": n}
+            for n, subject in enumerate(
+                ["Printer on fire", "VPN drops at noon", "Invoice #204 missing"], start=1
+            )
+        ]
+
+    def add_ticket(self) -> None:
+        number = len(self.tickets) + 1
+        self.tickets.append({"id": number, "subject": f"New ticket #{number}", "version": number})
+
+    def changes_since(self, version: int) -> list[dict[str, Any]]:
+        return [t for t in self.tickets if t["version"] > version]
 
     @property
     def url(self) -> str:
@@ -106,6 +124,9 @@ class _UpstreamHandler(BaseHTTPRequestHandler):
             self._answer(503, {"error": "service unavailable"})
         elif self.headers.get(expected[0]) != expected[1]:
             self._answer(401, {"error": f"missing or wrong {expected[0]} header"})
+        elif self.path.startswith("/tickets/changes"):
+            since = parse_qs(urlparse(self.path).query).get("since", ["0"])[0]
+            self._answer(200, {"tickets": self.server.changes_since(int(since or 0))})
         else:
             self._answer(200, {"status": "ok"})
 
@@ -169,8 +190,10 @@ class Weather(Provider, HasHealthCheck):
         return ping(self, integration)
 
 
-class Tickets(Provider, HasHealthCheck):
-    """Typed credentials and typed metadata."""
+class Tickets(Provider, HasHealthCheck, IncrementalSync):
+    """Typed credentials and typed metadata; syncs the tickets changed since its cursor."""
+
+    sync_interval = 5  # minutes, for `flask integrations sync` run from cron
 
     name = "Tickets"
     credential_class = TicketsCredentials
@@ -183,6 +206,14 @@ class Tickets(Provider, HasHealthCheck):
     def health_check(self, integration: Integration) -> bool:
         return ping(self, integration)
 
+    def sync_incremental(self, integration: Integration, session: SyncSession) -> None:
+        """Only enumerates: each changed ticket becomes one item, its version the checkpoint."""
+        answer = integration.at("tickets.changes").with_data({"since": session.cursor or 0}).get("/changes")
+        for ticket in answer["tickets"]:
+            session.dispatch(
+                "tickets.ticket", ticket, checkpoint=ticket["version"], external_id=str(ticket["id"])
+            )
+
 
 def with_base_url(provider: type[Provider], url: str) -> type[Provider]:
     """The provider pointed at another upstream (a real provider just names its API in `base_url`)."""
@@ -193,6 +224,20 @@ def with_base_url(provider: type[Provider], url: str) -> type[Provider]:
 
 db = SQLAlchemy()
 integrations = Integrations(db=db)
+
+
+class DemoTicket(db.Model):
+    """The app's own copy of upstream tickets, filled by the sync."""
+
+    __tablename__ = "demo_tickets"
+    id = db.Column(db.Integer, primary_key=True)
+    subject = db.Column(db.String(200), nullable=False)
+
+
+@integrations.sync_handler("tickets.ticket")
+def ingest_ticket(integration: Integration, payload: dict[str, Any]) -> None:
+    """Idempotent: the mapping finds the row a previous delivery of this ticket created."""
+    integration.upsert_by_external_id(str(payload["id"]), DemoTicket, {"subject": payload["subject"]})
 
 
 def create_app(upstream: FakeUpstream, instance_path: str | None = None) -> Flask:
@@ -288,6 +333,8 @@ def index() -> str:
         field_names=credential_field_names,
         upstream=upstream(),
         health=current_app.config["INTEGRATIONS_HEALTH"],
+        syncs=syncs,
+        tickets=db.session.scalars(sa.select(DemoTicket).order_by(DemoTicket.id)).all(),
     )
 
 
@@ -328,6 +375,25 @@ def set_upstream(action: str) -> Any:
     return redirect(url_for(".index"))
 
 
+@views.post("/integrations/<int:integration_id>/sync")
+def sync_now(integration_id: int) -> Any:
+    integration = integrations.get(integration_id) or abort(404)
+    run = integration.sync_now()  # embedded mode: runs right after this response is sent
+    flash(f"Sync of {integration.name} started (run log {run.id})." if run else "A sync is already running.")
+    return redirect(url_for(".index"))
+
+
+@views.post("/upstream/new-ticket")
+def new_upstream_ticket() -> Any:
+    upstream().add_ticket()
+    flash("The upstream has a new ticket; sync to fetch it.")
+    return redirect(url_for(".index"))
+
+
+def syncs(integration: Integration) -> bool:
+    return isinstance(integration.provider_instance, IncrementalSync)
+
+
 PAGE = """<!doctype html>
 <html lang="en">
 <head>
@@ -352,7 +418,7 @@ PAGE = """<!doctype html>
 <table>
   <tr>
     <th>Provider</th><th>Name</th><th>Health</th><th>Active</th><th>Consecutive failures</th>
-    <th>Credential fields</th><th>Metadata</th><th>Actions</th>
+    <th>Credential fields</th><th>Metadata</th><th>Sync cursor</th><th>Actions</th>
   </tr>
   {% for integration in rows %}
   <tr>
@@ -363,11 +429,18 @@ PAGE = """<!doctype html>
     <td>{{ integration.consecutive_failures }}</td>
     <td><code>{{ field_names(integration) }}</code></td>
     <td><code>{{ integration.metadata | tojson if integration.metadata else "-" }}</code></td>
+    <td>{{ integration.sync_cursor if integration.sync_cursor is not none else "-" }}</td>
     <td>
       <form method="post" action="{{ url_for('.run_health_check', integration_id=integration.id) }}">
         <input type="hidden" name="csrf_token" value="{{ csrf_token() }}">
         <button>Run health check</button>
       </form>
+      {% if syncs(integration) %}
+      <form method="post" action="{{ url_for('.sync_now', integration_id=integration.id) }}">
+        <input type="hidden" name="csrf_token" value="{{ csrf_token() }}">
+        <button>Sync now</button>
+      </form>
+      {% endif %}
       <form method="post" action="{{ url_for('.toggle', integration_id=integration.id) }}">
         <input type="hidden" name="csrf_token" value="{{ csrf_token() }}">
         <button>{{ "Disable" if integration.is_active else "Enable" }}</button>
@@ -381,6 +454,24 @@ PAGE = """<!doctype html>
   {{ health.failing_after }} and <em>disabled</em> (inactive) after {{ health.disabled_after }} consecutive
   upstream failures (<code>INTEGRATIONS_HEALTH</code>). A passing check resets the counter;
   <em>Enable</em> brings a disabled integration back.
+</p>
+
+<h2>Synced tickets</h2>
+{% if tickets %}
+<table>
+  <tr><th>Id</th><th>Subject</th></tr>
+  {% for ticket in tickets %}<tr><td>{{ ticket.id }}</td><td>{{ ticket.subject }}</td></tr>{% endfor %}
+</table>
+{% else %}
+<p>None yet: press <em>Sync now</em> on the tickets integration.</p>
+{% endif %}
+<p>
+  The sync fetches the tickets changed since the cursor, one item per ticket; the cursor moves to the
+  highest version once every item is stored.
+  <form method="post" action="{{ url_for('.new_upstream_ticket') }}">
+    <input type="hidden" name="csrf_token" value="{{ csrf_token() }}">
+    <button>Add a ticket upstream</button>
+  </form>
 </p>
 
 <h2>Fake upstream</h2>

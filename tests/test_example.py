@@ -200,3 +200,26 @@ def test_readme_command_serves_the_front_page(tmp_path: Path) -> None:
         process.terminate()
         output = process.communicate(timeout=10)[0]
     assert f"open http://127.0.0.1:{port}/" in output
+
+
+def _sync(client: FlaskClient, app: Flask) -> str:
+    from flask_integrations.testing import run_queued_jobs
+
+    integration_id = _integration(app, "tickets").id
+    response = client.post(f"/integrations/{integration_id}/sync", data={"csrf_token": _csrf_token(client)})
+    response.close()  # the embedded runner starts the run once the response is done
+    run_queued_jobs()
+    return client.get("/").get_data(as_text=True)
+
+
+def test_sync_now_copies_upstream_tickets_and_moves_the_cursor(demo_app: Flask, client, upstream) -> None:
+    html = _sync(client, demo_app)
+    assert "Printer on fire" in html and "Invoice #204 missing" in html
+    assert _integration(demo_app, "tickets").sync_cursor == 3
+    client.post("/upstream/new-ticket", data={"csrf_token": _csrf_token(client)})
+    html = _sync(client, demo_app)
+    assert "New ticket #4" in html
+    assert _integration(demo_app, "tickets").sync_cursor == 4
+    with demo_app.app_context():
+        db = demo_app.extensions["sqlalchemy"]
+        assert db.session.scalar(sa.text("SELECT count(*) FROM demo_tickets")) == 4  # nothing twice
