@@ -101,6 +101,24 @@ def reset_tables() -> None:
             connection.execute(sa.text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
 
 
+@pytest.fixture(autouse=True)
+def _close_database_connections() -> Iterator[None]:
+    """Give every test app's connections back to the server when the test ends.
+
+    Apps and their engines would otherwise wait for the garbage collector, and a
+    long run exhausts PostgreSQL's max_connections.
+    """
+    yield
+    from flask_integrations.pipeline import record
+
+    for engines in list(db._app_engines.values()):
+        for engine in engines.values():
+            log = record._log_engines.pop(engine, None)
+            if log is not None:
+                log[1].dispose()
+            engine.dispose()
+
+
 @pytest.fixture
 def app(app_factory) -> Flask:
     return app_factory()
