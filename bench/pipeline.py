@@ -28,6 +28,8 @@ from flask_sqlalchemy import SQLAlchemy
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench_support import reachable  # noqa: E402
+
 from flask_integrations import Integrations, Provider  # noqa: E402
 from tests.upstream import UpstreamServer  # noqa: E402
 
@@ -89,24 +91,6 @@ def report(label: str, raw_ms: float, pipeline_ms: float) -> None:
         f"{label:<22} raw httpx {raw_ms:7.3f} ms   pipeline {pipeline_ms:7.3f} ms   "
         f"added {pipeline_ms - raw_ms:6.3f} ms   ratio {pipeline_ms / raw_ms:5.2f}x"
     )
-
-
-def reachable(url: str) -> bool:
-    """True when the PostgreSQL server answers; creates the benchmark database if missing."""
-    server = sa.make_url(url).set(database="postgres")
-    try:
-        engine = sa.create_engine(server, isolation_level="AUTOCOMMIT")
-        with engine.connect() as connection:
-            name = sa.make_url(url).database
-            exists = connection.execute(
-                sa.text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name}
-            ).first()
-            if not exists:
-                connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
-        engine.dispose()
-        return True
-    except sa.exc.OperationalError:
-        return False
 
 
 def main() -> None:

@@ -28,6 +28,8 @@ from flask_sqlalchemy import SQLAlchemy
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench_support import reachable  # noqa: E402
+
 from flask_integrations import Integrations, Provider  # noqa: E402
 from flask_integrations.clock import utcnow  # noqa: E402
 from flask_integrations.prune import prune  # noqa: E402
@@ -122,24 +124,6 @@ def peak_rss_kb() -> int:
     import resource
 
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-
-
-def reachable(url: str) -> bool:
-    """True when the PostgreSQL server answers; creates the benchmark database if missing."""
-    server = sa.make_url(url).set(database="postgres")
-    try:
-        engine = sa.create_engine(server, isolation_level="AUTOCOMMIT")
-        with engine.connect() as connection:
-            name = sa.make_url(url).database
-            exists = connection.execute(
-                sa.text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name}
-            ).first()
-            if not exists:
-                connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
-        engine.dispose()
-        return True
-    except sa.exc.OperationalError:
-        return False
 
 
 def main() -> None:

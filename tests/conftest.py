@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import socket
+import uuid
 from collections.abc import Iterator
 from urllib.parse import urlparse
 
@@ -8,7 +9,8 @@ import pytest
 import sqlalchemy as sa
 from flask import Flask
 
-from tests.support import POSTGRES_URL, REDIS_URL, REQUIRE_SERVERS, db, make_app
+from flask_integrations.store import MemoryStore, RedisStore, Store
+from tests.support import POSTGRES_URL, REDIS_URL, REQUIRE_SERVERS, FakeClock, db, make_app
 
 pytest_plugins = ["pytester"]
 
@@ -144,3 +146,20 @@ def integration(ext, ctx):
         {"api_key": "sk-live-123", "subdomain": "acme"},
         metadata={"team": "support"},
     )
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
+def store(request: pytest.FixtureRequest, clock: FakeClock) -> Iterator[Store]:
+    if request.param == "memory":
+        yield MemoryStore(clock=clock)
+        return
+    url = request.getfixturevalue("redis_url")
+    redis_store = RedisStore(url, prefix=f"test:{uuid.uuid4().hex[:8]}:", clock=clock)
+    yield redis_store
+    redis_store.delete_prefix("")
+    redis_store.close()

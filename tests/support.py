@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import time
 from typing import Any
 
 from flask import Flask
@@ -69,3 +70,16 @@ def make_app(database_url: str, **config: Any) -> Flask:
     db.init_app(app)
     Integrations(app, db=db)
     return app
+
+
+class FakeClock:
+    """A clock tests move by hand (stores take `clock=`)."""
+
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds

@@ -5,45 +5,17 @@ from __future__ import annotations
 import multiprocessing
 import time
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from flask_integrations.errors import CircuitOpenError
 from flask_integrations.pipeline import breaker
-from flask_integrations.store import MemoryStore, RedisStore, Store
+from flask_integrations.store import RedisStore, Store
+from tests.support import FakeClock
 
 SETTINGS = {"enabled": True, "threshold": 3, "cooldown": 60}
 ID = 7
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = time.time()
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
-def store(request: pytest.FixtureRequest, clock: FakeClock) -> Iterator[Store]:
-    if request.param == "memory":
-        yield MemoryStore(clock=clock)
-        return
-    url = request.getfixturevalue("redis_url")
-    redis_store = RedisStore(url, prefix=f"test:{uuid.uuid4().hex[:8]}:", clock=clock)
-    yield redis_store
-    redis_store.delete_prefix("")
-    redis_store.close()
 
 
 def fail(store: Store, times: int = 1, failure_class: str = "upstream", settings: Any = SETTINGS) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -14,36 +13,8 @@ from flask import Flask
 
 from flask_integrations import IntegrationRequest
 from flask_integrations.pipeline import cache
-from flask_integrations.store import MemoryStore, RedisStore, Store
-from tests.support import db, make_app
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = time.time()
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
-def store(request: pytest.FixtureRequest, clock: FakeClock) -> Iterator[Store]:
-    if request.param == "memory":
-        yield MemoryStore(clock=clock)
-        return
-    url = request.getfixturevalue("redis_url")
-    redis_store = RedisStore(url, prefix=f"test:{uuid.uuid4().hex[:8]}:", clock=clock)
-    yield redis_store
-    redis_store.delete_prefix("")
-    redis_store.close()
+from flask_integrations.store import Store
+from tests.support import FakeClock, db, make_app
 
 
 def key(integration_id: int = 1, endpoint: str = "issues", data: Any = None) -> str:

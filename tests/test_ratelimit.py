@@ -5,7 +5,6 @@ from __future__ import annotations
 import multiprocessing
 import time
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -13,37 +12,10 @@ import pytest
 
 from flask_integrations.errors import RateLimitExceeded
 from flask_integrations.pipeline import ratelimit
-from flask_integrations.store import MemoryStore, RedisStore, Store
+from flask_integrations.store import RedisStore, Store
+from tests.support import FakeClock
 
 ID = 3
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = time.time()
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
-def store(request: pytest.FixtureRequest, clock: FakeClock) -> Iterator[Store]:
-    if request.param == "memory":
-        yield MemoryStore(clock=clock)
-        return
-    url = request.getfixturevalue("redis_url")
-    redis_store = RedisStore(url, prefix=f"test:{uuid.uuid4().hex[:8]}:", clock=clock)
-    yield redis_store
-    redis_store.delete_prefix("")
-    redis_store.close()
 
 
 def allowed(store: Store, per_minute: int | None, integration_id: int = ID) -> bool:

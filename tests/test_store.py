@@ -22,38 +22,10 @@ from flask_integrations.store import (
     get_store,
     safe_url,
 )
-from tests.support import make_app
+from tests.support import FakeClock, make_app
 
 DEAD_REDIS = "redis://127.0.0.1:1/0"
 BREAKER = {"enabled": True, "threshold": 1, "cooldown": 60}
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = time.time()
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
-def store(request: pytest.FixtureRequest, clock: FakeClock) -> Iterator[Store]:
-    if request.param == "memory":
-        yield MemoryStore(clock=clock)
-        return
-    url = request.getfixturevalue("redis_url")
-    redis_store = RedisStore(url, prefix=f"test:{uuid.uuid4().hex[:8]}:", clock=clock)
-    yield redis_store
-    redis_store.delete_prefix("")
-    redis_store.close()
 
 
 def test_get_set_delete(store: Store) -> None:
