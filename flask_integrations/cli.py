@@ -23,7 +23,7 @@ from .cli_output import cell, format_table, milliseconds, percent, shorten, when
 from .clock import utcnow
 from .errors import CredentialsDecryptionError, IntegrationsError, ProviderNotRegistered, ValidationError
 from .models import Integration
-from .pipeline.redact import credential_secrets, scrub
+from .pipeline.redact import integration_secrets, scrub
 from .providers import OAUTH_TOKEN_FIELDS, HasHealthCheck, OAuth2, Provider
 from .state import AppState, current_state
 
@@ -160,10 +160,7 @@ def _integrations(integration_id: int | None) -> list[Integration]:
 
 def _safe_error(exc: BaseException, integration: Integration) -> str:
     """`Type: message` on one line, with the integration's credential values scrubbed out."""
-    try:
-        secrets = credential_secrets(integration.credentials_dict())
-    except Exception:  # undecryptable: nothing to scrub, and the message below names no secret
-        secrets = []
+    secrets = integration_secrets(integration)
     text = scrub(f"{type(exc).__name__}: {exc}", secrets) or type(exc).__name__
     return shorten(text, 200)
 

@@ -87,6 +87,24 @@ def scrub(text: str | None, secrets: Iterable[str]) -> str | None:
     return REDACTED  # replacements keep forming new matches: store nothing rather than a leak
 
 
+def integration_secrets(integration: Any) -> list[str]:
+    """The credential values of `integration` worth scrubbing; none when they cannot be read
+    (credentials nobody can decrypt cannot have leaked into the text)."""
+    if integration is None:
+        return []
+    try:
+        return credential_secrets(integration.credentials_dict())
+    except Exception:  # noqa: BLE001
+        return []
+
+
+def exception_text(exc: BaseException, secrets: Iterable[str], max_bytes: int) -> str:
+    """`Type: message` of an exception, secrets scrubbed, cut to `max_bytes`."""
+    secrets = list(secrets)
+    text = scrub(f"{type(exc).__name__}: {exc}", secrets) or type(exc).__name__
+    return truncate(text, max_bytes, secrets)
+
+
 def truncate(text: str, max_bytes: int, secrets: Iterable[str] = ()) -> str:
     """`text` cut to `max_bytes` UTF-8 bytes, never inside a character, with a marker if cut."""
     encoded = text.encode("utf-8", "replace")

@@ -30,7 +30,7 @@ from .. import health, signals
 from ..clock import utcnow
 from ..logs import STATUS_SIGNALS, _merged_metadata, append_request_ids, operation_context
 from ..models import Integration, IntegrationLog, IntegrationSyncItem
-from ..pipeline.redact import credential_secrets, scrub, truncate
+from ..pipeline.redact import exception_text, integration_secrets
 from ..pipeline.timeline import collect_request_ids
 from ..providers import IncrementalSync, ScheduledSync
 from ..queue import enqueue
@@ -363,14 +363,7 @@ def item_delay(state: AppState, attempts: int) -> float:
 
 
 def safe_error(integration: Integration | None, exc: BaseException) -> str:
-    secrets: list[str] = []
-    if integration is not None:
-        try:
-            secrets = credential_secrets(integration.credentials_dict())
-        except Exception:
-            secrets = []
-    text = scrub(f"{type(exc).__name__}: {exc}", secrets) or type(exc).__name__
-    return truncate(text, _MAX_ERROR_BYTES, secrets)
+    return exception_text(exc, integration_secrets(integration), _MAX_ERROR_BYTES)
 
 
 # -- finalisation -------------------------------------------------------------------------------

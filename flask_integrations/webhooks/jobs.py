@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from ..clock import utcnow
 from ..logs import operation_context
 from ..models import IntegrationWebhook
-from ..pipeline.redact import credential_secrets, scrub, truncate
+from ..pipeline.redact import exception_text, integration_secrets
 from ..providers import NO_HANDLER, HandlesWebhooks
 from ..state import AppState, current_state
 from . import service
@@ -155,15 +155,8 @@ def _record_failure(
 
 
 def _safe_error(integration: Any, exc: BaseException) -> str:
-    """The error text with the integration's credential values and long strings scrubbed."""
-    secrets: list[str] = []
-    if integration is not None:
-        try:
-            secrets = credential_secrets(integration.credentials_dict())
-        except Exception:
-            secrets = []
-    text = scrub(f"{type(exc).__name__}: {exc}", secrets) or type(exc).__name__
-    return truncate(text, _MAX_ERROR_BYTES, secrets)
+    """The error text with the integration's credential values scrubbed, cut to a sane size."""
+    return exception_text(exc, integration_secrets(integration), _MAX_ERROR_BYTES)
 
 
 def _write_log(
