@@ -131,7 +131,6 @@ class CallLog:
 
     def __init__(self, retry_of: int | None = None):
         self.first_id = retry_of
-        self._explicit = retry_of is not None
 
     def retry_of(self) -> int | None:
         return self.first_id
