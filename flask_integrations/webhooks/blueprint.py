@@ -18,6 +18,7 @@ from flask import Blueprint, Flask, Response, jsonify, request
 from werkzeug.exceptions import ClientDisconnected, HTTPException, RequestEntityTooLarge
 
 from .. import signals
+from ..access import exempt_from_app_csrf
 from ..models import Integration, IntegrationWebhook
 from ..providers import HandlesWebhooks
 from ..state import AppState, current_state
@@ -41,9 +42,7 @@ class _Reject(Exception):
 def register(app: Flask, url_prefix: str) -> None:
     """Register the webhook routes on `app`, exempt from Flask-WTF's CSRFProtect when present."""
     app.register_blueprint(blueprint, url_prefix=url_prefix.rstrip("/") or None)
-    csrf = app.extensions.get("csrf")
-    if csrf is not None and hasattr(csrf, "exempt"):
-        csrf.exempt(blueprint)
+    exempt_from_app_csrf(app, blueprint)
 
 
 @blueprint.route("/<provider>/webhook", methods=["GET", "POST"])
