@@ -150,6 +150,26 @@ class Integration:
         state.db.session.commit()
         return self
 
+    # -- OAuth2 tokens (flask_integrations.oauth.tokens) ----------------------------------------
+
+    def access_token(self) -> str | None:
+        """The OAuth2 access token, refreshed first when it expires within `refresh_threshold`."""
+        from .oauth import tokens
+
+        return tokens.access_token(self)
+
+    def token_expires_soon(self) -> bool:
+        """True when `token_expires_at` is within the provider's `refresh_threshold`, or passed."""
+        from .oauth import tokens
+
+        return tokens.token_expires_soon(self)
+
+    def refresh_token_if_needed(self) -> bool:
+        """Refresh the OAuth2 tokens if they expire soon (once across processes); True if this did."""
+        from .oauth import tokens
+
+        return tokens.refresh_token_if_needed(self)
+
     # -- owner -------------------------------------------------------------------------------
 
     @property
