@@ -255,6 +255,9 @@ def create_app(upstream: FakeUpstream, instance_path: str | None = None) -> Flas
         },
         # Dict settings are merged over their defaults; low thresholds make the demo quick to watch.
         INTEGRATIONS_HEALTH={"degraded_after": 3, "failing_after": 6, "disabled_after": 10},
+        # The dashboard at /integrations/dashboard/ answers this machine only (the demo listens on
+        # 127.0.0.1); a real app checks its own login here, e.g. `lambda request: current_user.is_admin`.
+        INTEGRATIONS_DASHBOARD_AUTH=local_only,
     )
     app.extensions["demo_upstream"] = upstream
     db.init_app(app)
@@ -264,7 +267,6 @@ def create_app(upstream: FakeUpstream, instance_path: str | None = None) -> Flas
         seed_on_first_start()
     app.register_blueprint(views)
     app.jinja_env.globals["csrf_token"] = csrf_token
-    app.before_request(check_csrf)
     return app
 
 
@@ -282,15 +284,22 @@ def read_or_create(path: Path, generate: Callable[[], str]) -> str:
 
 
 def seed_on_first_start() -> None:
+    """Two integrations and a first tickets sync, so the dashboard has a request, a run and items."""
     if db.session.scalar(sa.select(sa.func.count()).select_from(Integration)):
         return
     integrations.create("weather", "Weather (demo)", {"api_key": WEATHER_API_KEY})
-    integrations.create(
+    tickets = integrations.create(
         "tickets",
         "Acme support desk",
         {"api_token": TICKETS_API_TOKEN, "subdomain": "acme-demo"},
         metadata={"team": "support", "tags": ["demo", "tier-1"]},
     )
+    tickets.sync_now()  # embedded mode: the run and its items go through right after its commit
+
+
+def local_only(request: Any) -> bool:
+    """The demo's INTEGRATIONS_DASHBOARD_AUTH: requests from this machine only."""
+    return request.remote_addr in ("127.0.0.1", "::1")
 
 
 def csrf_token() -> str:
@@ -310,6 +319,7 @@ def check_csrf() -> None:
 # -- 4. The views --------------------------------------------------------------------------------
 
 views = Blueprint("demo", __name__)
+views.before_request(check_csrf)  # the demo's own forms; the dashboard checks its own token
 
 
 def upstream() -> FakeUpstream:
@@ -412,6 +422,10 @@ PAGE = """<!doctype html>
 </head>
 <body>
 <h1>flask-integrations demo</h1>
+<p>
+  <a href="{{ url_for('integrations_dashboard.overview') }}">Open the integrations dashboard</a>:
+  requests, error rates and latency, health, the circuit breaker, syncs and webhooks of every integration.
+</p>
 {% for message in get_flashed_messages() %}<p class="flash">{{ message }}</p>{% endfor %}
 
 <h2>Integrations</h2>

@@ -7,7 +7,6 @@ import math
 import sys
 import types
 import typing
-from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -19,11 +18,12 @@ from flask import current_app
 from flask.cli import AppGroup
 
 from . import fields, scaffold
+from .checks import check_and_record, run_health_check
 from .cli_output import cell, format_table, milliseconds, percent, shorten, when
 from .clock import utcnow
 from .errors import CredentialsDecryptionError, IntegrationsError, ProviderNotRegistered, ValidationError
+from .figures import Figures, request_figures, top_errors
 from .models import Integration
-from .pipeline.redact import integration_secrets, scrub
 from .providers import OAUTH_TOKEN_FIELDS, HasHealthCheck, OAuth2, Provider
 from .state import AppState, current_state
 
@@ -156,25 +156,6 @@ def _integrations(integration_id: int | None) -> list[Integration]:
         return [_integration_or_fail(integration_id)]
     session = current_state().db.session
     return list(session.scalars(sa.select(Integration).order_by(Integration.id)))
-
-
-def _safe_error(exc: BaseException, integration: Integration) -> str:
-    """`Type: message` on one line, with the integration's credential values scrubbed out."""
-    secrets = integration_secrets(integration)
-    text = scrub(f"{type(exc).__name__}: {exc}", secrets) or type(exc).__name__
-    return shorten(text, 200)
-
-
-def _run_health_check(provider: Any, integration: Integration) -> tuple[bool, str]:
-    """(passed, detail) of the provider's health check; an exception is a failure."""
-    try:
-        result = provider.health_check(integration)
-    except Exception as exc:
-        current_state().db.session.rollback()  # whatever the check left half done
-        return False, _safe_error(exc, integration)
-    if result:
-        return True, "health check passed"
-    return False, f"health check returned {result!r}"
 
 
 # -- install -----------------------------------------------------------------------------------
@@ -418,7 +399,7 @@ def install(
     if not isinstance(provider, HasHealthCheck):
         click.echo(f"Created {described}; the provider has no health check.")
         return
-    passed, detail = _run_health_check(provider, integration)
+    passed, detail = run_health_check(provider, integration)
     if passed:
         click.echo(f"Created {described}; health check passed.")
     elif force:
@@ -476,125 +457,9 @@ def list_integrations(provider_key: str | None, inactive: bool, iso: bool) -> No
 # -- request figures (health, stats) -----------------------------------------------------------
 
 
-@dataclass
-class Figures:
-    """What an integration's request rows in a window add up to."""
-
-    requests: int = 0
-    errors: int = 0
-    cache_hits: int = 0
-    stale_hits: int = 0
-    timed: int = 0  # rows with a duration
-    p50: float | None = None
-    p95: float | None = None
-
-    def add(self, other: Figures) -> None:
-        self.requests += other.requests
-        self.errors += other.errors
-        self.cache_hits += other.cache_hits
-        self.stale_hits += other.stale_hits
-
-    @property
-    def hits(self) -> int:
-        return self.cache_hits + self.stale_hits
-
-
-def _window(state: AppState, since: datetime, integration_id: int | None) -> list[Any]:
-    t = state.tables["requests"]
-    where = [t.c.created_at >= since]
-    if integration_id is not None:
-        where.append(t.c.integration_id == integration_id)
-    return where
-
-
-def _failed(t: sa.Table) -> Any:
-    """A failed attempt: classified as a failure, an HTTP error status, or an error text."""
-    return sa.or_(t.c.failure_class.is_not(None), t.c.status_code >= 400, t.c.error.is_not(None))
-
-
-def request_figures(state: AppState, since: datetime, integration_id: int | None) -> dict[int, Figures]:
-    """Counts per integration over request rows created since `since`, in one grouped query."""
-    t = state.tables["requests"]
-    total = sa.func.coalesce
-    query = (
-        sa.select(
-            t.c.integration_id,
-            sa.func.count(),
-            total(sa.func.sum(sa.case((_failed(t), 1), else_=0)), 0),
-            total(sa.func.sum(t.c.cache_hits), 0),
-            total(sa.func.sum(t.c.stale_hits), 0),
-            sa.func.count(t.c.duration_ms),
-        )
-        .where(*_window(state, since, integration_id))
-        .group_by(t.c.integration_id)
-    )
-    return {row[0]: Figures(*(int(v) for v in row[1:])) for row in state.db.session.execute(query).all()}
-
-
-def add_latency(state: AppState, since: datetime, integration_id: int | None, figures: dict) -> None:
-    """Fill p50/p95 (continuous percentiles, as PostgreSQL's percentile_cont) into `figures`.
-
-    PostgreSQL computes them in one grouped query; elsewhere each integration
-    costs two small ORDER BY ... LIMIT 2 OFFSET k queries, so memory stays flat.
-    """
-    t = state.tables["requests"]
-    session = state.db.session
-    where = [*_window(state, since, integration_id), t.c.duration_ms.is_not(None)]
-    if session.get_bind().dialect.name == "postgresql":
-        query = (
-            sa.select(
-                t.c.integration_id,
-                sa.func.percentile_cont(0.5).within_group(t.c.duration_ms),
-                sa.func.percentile_cont(0.95).within_group(t.c.duration_ms),
-            )
-            .where(*where)
-            .group_by(t.c.integration_id)
-        )
-        for integration, p50, p95 in session.execute(query).all():
-            if integration in figures:
-                figures[integration].p50, figures[integration].p95 = float(p50), float(p95)
-        return
-    for integration, figure in figures.items():
-        if not figure.timed:
-            continue
-        durations = sa.select(t.c.duration_ms).where(*where, t.c.integration_id == integration)
-        figure.p50 = _percentile(session, durations.order_by(t.c.duration_ms), figure.timed, 0.5)
-        figure.p95 = _percentile(session, durations.order_by(t.c.duration_ms), figure.timed, 0.95)
-
-
-def _percentile(session: Any, ordered: sa.Select, count: int, fraction: float) -> float | None:
-    position = fraction * (count - 1)
-    low = math.floor(position)
-    values = [float(v) for v in session.scalars(ordered.limit(2).offset(low))]
-    if not values:
-        return None
-    if len(values) == 1:
-        return values[0]
-    return values[0] + (values[1] - values[0]) * (position - low)
-
-
-def top_errors(
-    state: AppState, since: datetime, integration_id: int | None, per_integration: int = 3
-) -> dict[int, list[tuple[int, str]]]:
-    """The most frequent failures per integration: [(count, label)], grouped by status and error."""
-    t = state.tables["requests"]
-    query = (
-        sa.select(t.c.integration_id, t.c.status_code, t.c.error, sa.func.count())
-        .where(*_window(state, since, integration_id), _failed(t))
-        .group_by(t.c.integration_id, t.c.status_code, t.c.error)
-    )
-    grouped: dict[int, list[tuple[int, str]]] = defaultdict(list)
-    for integration, status, error, count in state.db.session.execute(query).all():
-        grouped[integration].append((count, _error_label(status, error)))
-    return {i: sorted(found, key=lambda e: (-e[0], e[1]))[:per_integration] for i, found in grouped.items()}
-
-
-def _error_label(status: int | None, error: str | None) -> str:
-    if error and status is not None and str(status) not in error:
-        return f"HTTP {status}: {error}"
-    if error:
-        return error
-    return f"HTTP {status}" if status is not None else "failure without a status or message"
+def _only(integration_id: int | None) -> list[int] | None:
+    """The `ids` argument of the figures functions: one integration, or None for all."""
+    return None if integration_id is None else [integration_id]
 
 
 _HOURS = click.option(
@@ -627,9 +492,8 @@ def health_report(hours: int, integration_id: int | None) -> None:
         click.echo("No integrations.")
         return
     since = utcnow() - timedelta(hours=hours)
-    figures = request_figures(state, since, integration_id)
-    add_latency(state, since, integration_id, figures)
-    errors = top_errors(state, since, integration_id)
+    figures = request_figures(state, since, _only(integration_id), latency=True)
+    errors = top_errors(state, since, _only(integration_id))
     rows = []
     for i in integrations:
         f = figures.get(i.id, Figures())
@@ -679,7 +543,7 @@ def stats(hours: int, integration_id: int | None) -> None:
     if not integrations:
         click.echo("No integrations.")
         return
-    figures = request_figures(state, utcnow() - timedelta(hours=hours), integration_id)
+    figures = request_figures(state, utcnow() - timedelta(hours=hours), _only(integration_id))
     total = Figures()
     rows = []
     for i in integrations:
@@ -731,15 +595,10 @@ def test_integrations(integration_id: int | None) -> None:
         elif not isinstance(provider, HasHealthCheck):
             result, detail = "skipped", "the provider has no health check"
         else:
-            passed, detail = _run_health_check(provider, integration)
-            if passed:
-                result = "ok"
-                integration.record_success()
-            else:
-                result = "FAILED"
+            passed, detail = check_and_record(state, provider, integration)
+            result = "ok" if passed else "FAILED"
+            if not passed:
                 failed.append(integration.id)
-                integration.record_failure("upstream")
-            state.db.session.commit()  # deferred health writes run when the transaction ends
         rows.append([integration.id, integration.provider, shorten(integration.name, 30), result, detail])
     click.echo(format_table(["ID", "PROVIDER", "NAME", "RESULT", "DETAIL"], rows, right={0}))
     if failed:

@@ -47,6 +47,10 @@ TABLE_SUFFIXES = {
 }
 
 
+#: The request columns the figures read, carried by the (integration_id, created_at) index.
+REQUEST_FIGURE_COLUMNS = ("duration_ms", "status_code", "failure_class")
+
+
 def table_names(prefix: str) -> dict[str, str]:
     return {kind: prefix + suffix for kind, suffix in TABLE_SUFFIXES.items()}
 
@@ -121,7 +125,13 @@ def build_tables(metadata: sa.MetaData, prefix: str) -> dict[str, sa.Table]:
         sa.Column("failure_class", sa.String(255), nullable=True),
         *_timestamps(),
         sa.PrimaryKeyConstraint("id", name=f"pk_{p}_requests"),
-        sa.Index(f"ix_{p}_req_int_created", "integration_id", "created_at"),
+        # Covers the dashboard's and the CLI's figures (flask_integrations.figures) on PostgreSQL.
+        sa.Index(
+            f"ix_{p}_req_int_created",
+            "integration_id",
+            "created_at",
+            postgresql_include=list(REQUEST_FIGURE_COLUMNS),
+        ),
         sa.Index(f"ix_{p}_req_created", "created_at"),
         sa.Index(f"ix_{p}_req_related", "related_type", "related_id"),
         sa.Index(f"ix_{p}_req_idem", "integration_id", "idempotency_key"),
@@ -203,6 +213,7 @@ def build_tables(metadata: sa.MetaData, prefix: str) -> dict[str, sa.Table]:
         sa.Index(f"ix_{p}_item_int_created", "integration_id", "created_at"),
         sa.Index(f"ix_{p}_item_log_status", "sync_log_id", "status"),
         sa.Index(f"ix_{p}_item_batch_status", "batch_id", "status"),
+        sa.Index(f"ix_{p}_item_status_id", "status", "id"),  # failed items across integrations
     )
     webhooks = sa.Table(
         n["webhooks"],

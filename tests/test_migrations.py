@@ -332,7 +332,7 @@ def assert_integration_schema(tables: dict[str, dict], p: str, dialect: str) -> 
     item_indexes = sorted(tables[f"{p}_sync_items"]["indexes"].values())
     assert item_indexes == sorted(
         [["integration_id", "status"], ["integration_id", "created_at"], ["sync_log_id", "status"],
-         ["batch_id", "status"]]
+         ["batch_id", "status"], ["status", "id"]]
     )  # fmt: skip
 
 

@@ -89,7 +89,12 @@ def upgrade():
         *_timestamps(),
         sa.PrimaryKeyConstraint("id", name=f"pk_{p}_requests"),
     )
-    op.create_index(f"ix_{p}_req_int_created", f"{p}_requests", ["integration_id", "created_at"])
+    op.create_index(
+        f"ix_{p}_req_int_created",
+        f"{p}_requests",
+        ["integration_id", "created_at"],
+        postgresql_include=["duration_ms", "status_code", "failure_class"],
+    )
     op.create_index(f"ix_{p}_req_created", f"{p}_requests", ["created_at"])
     op.create_index(f"ix_{p}_req_related", f"{p}_requests", ["related_type", "related_id"])
     op.create_index(f"ix_{p}_req_idem", f"{p}_requests", ["integration_id", "idempotency_key"])
@@ -173,6 +178,7 @@ def upgrade():
     op.create_index(f"ix_{p}_item_int_created", f"{p}_sync_items", ["integration_id", "created_at"])
     op.create_index(f"ix_{p}_item_log_status", f"{p}_sync_items", ["sync_log_id", "status"])
     op.create_index(f"ix_{p}_item_batch_status", f"{p}_sync_items", ["batch_id", "status"])
+    op.create_index(f"ix_{p}_item_status_id", f"{p}_sync_items", ["status", "id"])
 
     op.create_table(
         f"{p}_webhooks",
