@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 from .errors import IntegrationsError
+from .store_tracking import TrackedReads
 
 if TYPE_CHECKING:  # pragma: no cover
     import redis
@@ -96,6 +97,11 @@ class Store(ABC):
     @abstractmethod
     def get_many(self, keys: list[str]) -> list[str | None]:
         """Several values in one round trip."""
+
+    def get_many_tracked(self, keys: list[str]) -> list[str | None]:
+        """Like `get_many`, for hot keys read on every call: may be served from a local copy
+        that any write, in any process, invalidates at once (see store_tracking.py)."""
+        return self.get_many(keys)
 
     @abstractmethod
     def set(self, key: str, value: str, ttl: float | None = None) -> None:
@@ -371,6 +377,7 @@ class RedisStore(Store):
         self._failing = False
         self._last_warning = float("-inf")
         self._warn_lock = threading.Lock()
+        self._tracked: TrackedReads | None = None
 
     def __repr__(self) -> str:
         return f"<RedisStore {safe_url(self.url)} prefix={self.prefix!r}>"
@@ -431,6 +438,9 @@ class RedisStore(Store):
         return self.prefix + key
 
     def close(self) -> None:
+        tracked, self._tracked = self._tracked, None
+        if tracked is not None and tracked.pid == os.getpid():
+            tracked.close()
         client, self._redis = self._redis, None
         if client is not None and self._pid == os.getpid():
             client.close()
@@ -444,6 +454,17 @@ class RedisStore(Store):
         if not keys:
             return []
         return self._run(lambda r: r.mget([self._k(key) for key in keys]))
+
+    def get_many_tracked(self, keys: list[str]) -> list[str | None]:
+        if not keys:
+            return []
+        tracked = self._tracked_reads()
+        return self._run(lambda r: tracked.get_many([self._k(key) for key in keys], r.mget))
+
+    def _tracked_reads(self) -> TrackedReads:
+        if self._tracked is None or self._tracked.pid != os.getpid():
+            self._tracked = TrackedReads(self.url)
+        return self._tracked
 
     def set(self, key: str, value: str, ttl: float | None = None) -> None:
         self._run(lambda r: r.set(self._k(key), value, px=None if ttl is None else _ms(ttl)))

@@ -586,8 +586,11 @@ def test_a_failing_request_log_does_not_fail_the_call(api, monkeypatch, caplog):
     def broken(*args, **kwargs):
         raise RuntimeError("database went away")
 
+    from flask_integrations.pipeline import writer as writer_module
+
     monkeypatch.setattr(record_module.RowInserter, "insert", broken)
     monkeypatch.setattr(record_module, "run_detached", broken)
+    monkeypatch.setattr(writer_module.RowWriter, "_next_id", broken)
     with caplog.at_level(logging.ERROR, logger="flask_integrations"):
         assert api.at("ok").get("/json")["path"] == "/json"
     assert "could not write the request row" in caplog.text

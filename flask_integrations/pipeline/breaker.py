@@ -14,9 +14,10 @@ Keys (under the store's prefix):
   and past = half-open);
 - ``breaker:{id}:probe`` the probe's claim, a token lock.
 
-The path with nothing wrong costs one round trip: `before_attempt` reads both
-counters with one MGET, and a success after it writes nothing unless failures
-were seen. Only `upstream` failures count; other classes neither count nor
+The path with nothing wrong costs no round trip: the pipeline reads both keys
+through `store.get_many_tracked` (one MGET, then local copies that Redis
+invalidates on any write; see store_tracking.py), and a success writes nothing
+unless failures were seen. Only `upstream` failures count; other classes neither count nor
 reset. With the store unreachable the breaker is closed (fail open).
 """
 

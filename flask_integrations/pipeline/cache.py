@@ -22,6 +22,7 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -137,7 +138,12 @@ def flush_due(store: Store, interval: float = 10.0) -> bool:
     return store.set_if_absent(FLUSH_CLAIM_KEY, "1", interval)
 
 
-def flush_hits(store: Store, connection: sa.Connection, requests_table: sa.Table) -> int:
+def flush_hits(
+    store: Store,
+    connection: sa.Connection,
+    requests_table: sa.Table,
+    before_write: Callable[[], object] | None = None,
+) -> int:
     """Add the counted hits to `cache_hits` / `stale_hits`; returns how many request ids were written.
 
     The counts are taken from the store atomically, so two processes flushing at
@@ -158,6 +164,8 @@ def flush_hits(store: Store, connection: sa.Connection, requests_table: sa.Table
         rows.setdefault(int(request_id), [0, 0])[stale] += amount
     if not rows:
         return 0
+    if before_write is not None:  # e.g. wait until the rows the hits belong to are written
+        before_write()
     try:
         _write_hits(connection, requests_table, rows)
     except BaseException:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -16,6 +16,7 @@ from ..detached import run_detached
 from ..errors import CircuitOpenError, IntegrationHTTPError, IntegrationsError, RateLimitExceeded
 from ..health import THROTTLE
 from ..models import polymorphic_ref
+from ..oauth import tokens
 from ..providers import SupportsIdempotency
 from ..state import AppState, current_state
 from ..store import StoreUnavailable, get_store
@@ -23,6 +24,7 @@ from . import breaker, cache, classify, idempotency, ratelimit, redact, retry, t
 from .context import RequestContext, activate, wants_context
 from .http import client, decode, join_url
 from .record import CallLog, log_engine, write_attempt
+from .writer import wait_for_all_rows, wait_for_thread_rows
 
 if TYPE_CHECKING:  # pragma: no cover
     from .builder import RequestBuilder
@@ -45,6 +47,8 @@ class Outcome:
     duration_ms: int = 0
     request_data: Any = None
     request_id: int | None = None
+    #: the OAuth2 access token the package put on the request (never shown)
+    bearer: str | None = field(default=None, repr=False)
 
     def error(self, spec: RequestBuilder, method: str) -> BaseException:
         if self.exc is not None:
@@ -70,7 +74,9 @@ def flush_cache_hits(state: AppState, due_only: bool = False) -> None:
         return
     table = state.tables["requests"]
     run_detached(
-        state.db.session, log_engine(state), lambda connection: cache.flush_hits(store, connection, table)
+        state.db.session,
+        log_engine(state),
+        lambda connection: cache.flush_hits(store, connection, table, before_write=wait_for_all_rows),
     )
 
 
@@ -158,6 +164,7 @@ def attempts(
     claimed = False
     last: Outcome | None = None
     attempt = 0
+    token_retries = 0  # a retry with a refreshed OAuth2 token is not taken from the budget
     while True:
         attempt += 1
         try:
@@ -183,8 +190,11 @@ def attempts(
             return outcome
         best_effort("record the failure", integration.record_failure, outcome.failure)
         last = outcome
+        if not token_retries and token_rejected(integration, outcome):
+            token_retries = 1
+            continue
         delay = retry.retry_delay(
-            attempt=attempt,
+            attempt=attempt - token_retries,
             max_attempts=max_attempts,
             status=outcome.status,
             exc=outcome.exc,
@@ -204,8 +214,8 @@ def admit(state: AppState, provider: Any, store: Any, integration_id: int) -> bo
     """Steps 2 and 3 before every attempt: the breaker, then the limiter. True = half-open probe."""
     settings = state.setting("BREAKER")
     breaker_keys, limiter_keys = breaker.read_keys(integration_id), ratelimit.read_keys(integration_id)
-    try:  # one round trip for both gates when nothing is wrong
-        values = store.get_many(breaker_keys + limiter_keys)
+    try:  # one read for both gates, served locally while nothing changes (store_tracking.py)
+        values = store.get_many_tracked(breaker_keys + limiter_keys)
     except StoreUnavailable:
         values = [None] * (len(breaker_keys) + len(limiter_keys))
     known_breaker, known_limiter = values[: len(breaker_keys)], values[len(breaker_keys) :]
@@ -293,8 +303,23 @@ def send(
     )
     if spec.idempotency_key and isinstance(provider, SupportsIdempotency):
         request.headers.setdefault("Idempotency-Key", spec.idempotency_key)
+    if "Authorization" not in request.headers:
+        outcome.bearer = tokens.bearer_token(provider, spec.integration)
+        if outcome.bearer:
+            request.headers["Authorization"] = f"Bearer {outcome.bearer}"
     provider.prepare_request(spec.integration, request)
+    if outcome.bearer and request.headers.get("Authorization") != f"Bearer {outcome.bearer}":
+        outcome.bearer = None  # prepare_request put its own credentials: a 401 is not about this token
     return client().send(request)
+
+
+def token_rejected(integration: Any, outcome: Outcome) -> bool:
+    """A 401 to the OAuth2 token this call sent, and a fresh token now stored: retry once."""
+    return (
+        outcome.status == 401
+        and outcome.bearer is not None
+        and tokens.refresh_rejected(integration, outcome.bearer)
+    )
 
 
 def report_limits(store: Any, integration_id: int, ctx: RequestContext, outcome: Outcome, cap: float) -> None:
@@ -381,12 +406,14 @@ def record(
             "endpoint": spec.endpoint,
             "method": method,
         }
+        signal = signals.request_completed if outcome.failure is None else signals.request_failed
+        if not signal.receivers:
+            return
+        wait_for_thread_rows()  # signals go out after the row they describe is committed
         if outcome.failure is None:
-            signals.request_completed.send(
-                state.app, status_code=outcome.status, duration_ms=outcome.duration_ms, **common
-            )
+            signal.send(state.app, status_code=outcome.status, duration_ms=outcome.duration_ms, **common)
         else:
-            signals.request_failed.send(state.app, error=error, failure_class=outcome.failure, **common)
+            signal.send(state.app, error=error, failure_class=outcome.failure, **common)
 
     write_attempt(state, call_log, values, then)
 

@@ -3,7 +3,8 @@
 The row must survive the caller's rollback, so it never goes through the
 caller's session. On PostgreSQL the rows go through a small engine of their
 own with `synchronous_commit = off` (a lost log row on a server crash is
-acceptable; the commit is several times cheaper). Where SQLite makes a second
+acceptable; the commit is several times cheaper), written in batches by a
+thread of their own (see `writer.py`). Where SQLite makes a second
 connection unsafe, the row is written right after the caller's transaction
 ends (see `detached.py`).
 """
@@ -24,6 +25,7 @@ import sqlalchemy as sa
 from ..clock import utcnow
 from ..detached import caller_holds_sqlite_write_lock, run_detached, shares_caller_connection
 from ..state import AppState
+from .writer import writer_for
 
 _log_engines: weakref.WeakKeyDictionary[sa.Engine, tuple[int, sa.Engine]] = weakref.WeakKeyDictionary()
 _engines_lock = threading.Lock()
@@ -151,6 +153,11 @@ def write_attempt(
         now = utcnow()
         return {**values, "retry_of": call.retry_of(), "created_at": now, "updated_at": now}
 
+    if engine.dialect.name == "postgresql":
+        row_id = writer_for(state.db.engine, engine, table).submit(row())
+        call.remember(row_id)
+        then(row_id)
+        return
     if not shares_caller_connection(engine) and not caller_holds_sqlite_write_lock(
         state.db.session(), engine
     ):

@@ -1,0 +1,212 @@
+"""Request rows written by a thread of their own, so a call does not wait for the database.
+
+On PostgreSQL one row per attempt would cost every call a round trip to the
+server, most of the pipeline's overhead on a busy machine. Instead the row's
+id is taken from a block of sequence values fetched ahead of time, the call
+goes on at once, and a writer thread inserts queued rows in batches, each
+batch in one transaction on the request-log engine.
+
+What callers can rely on, so that the row behaves as if it had been written
+in line:
+
+- Read your writes: before any statement this thread sends through the app's
+  engine, and when the app context ends, the thread waits until the rows it
+  queued are committed (`wait_for_thread`). Signals with receivers wait too.
+- Nothing queued is dropped on a normal exit: the app context's teardown and
+  `atexit` wait for the queue. A process killed with SIGKILL loses the rows it
+  had not written yet (at most one batch, milliseconds of calls), as a crash
+  loses any unflushed log.
+- The queue is bounded: when the database falls behind, callers wait for room.
+- A row the database refuses (say its integration is not committed yet) is
+  logged and skipped; the rest of its batch is written one by one.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import threading
+import weakref
+from collections import deque
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event
+
+logger = logging.getLogger("flask_integrations")
+
+ID_BLOCK = 200
+BATCH_MAX = 500
+QUEUE_MAX = 10_000
+#: Seconds the writer thread waits for work before it ends (an idle process keeps no thread).
+IDLE_EXIT = 30.0
+#: How long a thread waits for its rows before it gives up and goes on (the rows stay queued).
+WAIT_TIMEOUT = 10.0
+
+_thread_seen = threading.local()
+
+
+def _seen() -> dict[RowWriter, int]:
+    """The last sequence number this thread queued, per writer."""
+    seen = getattr(_thread_seen, "seqs", None)
+    if seen is None:
+        seen = _thread_seen.seqs = {}
+    return seen
+
+
+class RowWriter:
+    """Queues rows for one table of one PostgreSQL engine and inserts them from a daemon thread."""
+
+    def __init__(self, engine: sa.Engine, table: sa.Table):
+        self.engine = engine
+        self.table = table
+        self.insert = sa.insert(table)
+        self.sequence_sql = sa.text(
+            f"SELECT nextval(pg_get_serial_sequence('{table.name}', 'id')) FROM generate_series(1, :n)"
+        )
+        self.ids: deque[int] = deque()
+        self.ids_lock = threading.Lock()
+        self.cond = threading.Condition()
+        self.queue: deque[tuple[int, dict[str, Any]]] = deque()
+        self.queued = 0  # sequence number of the last row queued
+        self.written = 0  # every row up to this sequence number is written (or given up)
+        self.pid = os.getpid()
+        self.thread: threading.Thread | None = None
+
+    def __repr__(self) -> str:
+        return f"<RowWriter table={self.table.name!r} queued={self.queued} written={self.written}>"
+
+    # -- callers ---------------------------------------------------------------------------
+
+    def submit(self, row: dict[str, Any]) -> int:
+        """Queue `row` and return the id it will have."""
+        row_id = self._next_id()
+        with self.cond:
+            while len(self.queue) >= QUEUE_MAX:
+                self.cond.wait(1.0)
+            self.queued += 1
+            self.queue.append((self.queued, {**row, "id": row_id}))
+            _seen()[self] = self.queued
+            if self.thread is None:
+                self.thread = threading.Thread(target=self._run, name="flask-integrations-rows", daemon=True)
+                self.thread.start()
+            self.cond.notify_all()
+        return row_id
+
+    def wait_for_thread(self) -> None:
+        """Wait until the rows this thread queued are committed."""
+        seq = _seen().get(self, 0)
+        if seq > self.written:
+            self.wait_for(seq)
+
+    def wait_for(self, seq: int | None = None) -> bool:
+        """Wait until every row up to `seq` (default: all queued now) is written."""
+        with self.cond:
+            target = self.queued if seq is None else seq
+            done = self.cond.wait_for(lambda: self.written >= target, WAIT_TIMEOUT)
+        if not done:
+            logger.warning(
+                "flask-integrations: request rows were not written within %.0f s (is a lock held on "
+                "their integration row?); going on without them.",
+                WAIT_TIMEOUT,
+            )
+        return done
+
+    def _next_id(self) -> int:
+        with self.ids_lock:
+            if not self.ids:
+                self.ids.extend(self._fetch_ids())
+            return self.ids.popleft()
+
+    def _fetch_ids(self) -> list[int]:
+        with self.engine.connect() as connection:
+            return list(connection.execute(self.sequence_sql, {"n": ID_BLOCK}).scalars())
+
+    # -- the writer thread -------------------------------------------------------------------
+
+    def _run(self) -> None:
+        while True:
+            with self.cond:
+                if not self.cond.wait_for(lambda: bool(self.queue), IDLE_EXIT):
+                    self.thread = None  # the next submit starts another
+                    return
+                batch = [self.queue.popleft() for _ in range(min(len(self.queue), BATCH_MAX))]
+            self._write(batch)
+            self._top_up_ids()
+            with self.cond:
+                self.written = batch[-1][0]
+                self.cond.notify_all()
+
+    def _write(self, batch: list[tuple[int, dict[str, Any]]]) -> None:
+        rows = [row for _, row in batch]
+        try:
+            with self.engine.begin() as connection:
+                connection.execute(self.insert, rows)
+            return
+        except sa.exc.DBAPIError as exc:
+            if len(rows) == 1 and not exc.connection_invalidated:
+                logger.error("flask-integrations could not write a request row: %s", exc.orig)
+                return
+        except Exception:  # noqa: BLE001 - a log row must never take the writer down
+            logger.exception("flask-integrations could not write %d request rows", len(rows))
+            return
+        for row in rows:  # one bad row (or a dropped connection) must not lose the others
+            try:
+                with self.engine.begin() as connection:
+                    connection.execute(self.insert, [row])
+            except Exception as exc:  # noqa: BLE001
+                logger.error("flask-integrations could not write request row %s: %s", row["id"], exc)
+
+    def _top_up_ids(self) -> None:
+        """Fetch the next id block here rather than in a caller's call."""
+        if len(self.ids) >= ID_BLOCK // 2:
+            return
+        try:
+            fresh = self._fetch_ids()
+        except Exception:  # noqa: BLE001 - the caller fetches (and reports) when it needs one
+            return
+        with self.ids_lock:
+            self.ids.extend(fresh)
+
+
+_writers: weakref.WeakKeyDictionary[sa.Engine, RowWriter] = weakref.WeakKeyDictionary()
+_writers_lock = threading.Lock()
+
+
+def writer_for(app_engine: sa.Engine, log_engine: sa.Engine, table: sa.Table) -> RowWriter:
+    """The writer of this process for `app_engine`'s request rows (a new one after a fork)."""
+    writer = _writers.get(app_engine)
+    if writer is not None and writer.pid == os.getpid():
+        return writer
+    with _writers_lock:
+        writer = _writers.get(app_engine)
+        if writer is None or writer.pid != os.getpid():
+            writer = RowWriter(log_engine, table)
+            _writers[app_engine] = writer
+            if not event.contains(app_engine, "before_cursor_execute", _read_barrier):
+                event.listen(app_engine, "before_cursor_execute", _read_barrier)
+        return writer
+
+
+def _read_barrier(connection: sa.Connection, *_: Any) -> None:
+    writer = _writers.get(connection.engine)
+    if writer is not None and writer.pid == os.getpid():
+        writer.wait_for_thread()
+
+
+def wait_for_thread_rows() -> None:
+    """Wait until the rows this thread queued, for any app, are committed."""
+    for writer in list(_writers.values()):
+        if writer.pid == os.getpid():
+            writer.wait_for_thread()
+
+
+def wait_for_all_rows() -> None:
+    """Wait until every row queued in this process is committed (cache-hit flush, exit)."""
+    for writer in list(_writers.values()):
+        if writer.pid == os.getpid():
+            writer.wait_for()
+
+
+atexit.register(wait_for_all_rows)

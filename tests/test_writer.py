@@ -1,0 +1,149 @@
+"""Request rows written behind the call on PostgreSQL (flask_integrations/pipeline/writer.py)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+import pytest
+import sqlalchemy as sa
+
+from flask_integrations import IntegrationRequest, Provider, signals
+from flask_integrations.clock import utcnow
+from flask_integrations.pipeline import writer as writer_module
+from flask_integrations.pipeline.record import log_engine
+from flask_integrations.state import current_state
+from tests.support import db
+from tests.upstream import UpstreamServer
+
+pytestmark = pytest.mark.postgres
+
+
+class Api(Provider):
+    pass
+
+
+@pytest.fixture(scope="module")
+def server():
+    upstream = UpstreamServer().start()
+    yield upstream
+    upstream.stop()
+
+
+@pytest.fixture
+def database_url(postgres_url):
+    return postgres_url
+
+
+@pytest.fixture
+def api(app, ctx):
+    ext = app.extensions["integrations"]
+    ext.register("api", Api)
+    return ext.create("api", "API", {})
+
+
+@pytest.fixture
+def slow_writer(monkeypatch):
+    """Each batch waits 0.3 s before it is written, so a missing wait would read nothing."""
+    write = writer_module.RowWriter._write
+
+    def slow(self, batch):
+        time.sleep(0.3)
+        write(self, batch)
+
+    monkeypatch.setattr(writer_module.RowWriter, "_write", slow)
+
+
+def committed_rows(integration_id: int) -> int:
+    """Count through a connection of its own: what every other process sees."""
+    engine = sa.create_engine(db.engine.url, poolclass=sa.pool.NullPool)
+    try:
+        with engine.connect() as connection:
+            table = IntegrationRequest.__table__
+            return connection.execute(
+                sa.select(sa.func.count()).select_from(table).where(table.c.integration_id == integration_id)
+            ).scalar_one()
+    finally:
+        engine.dispose()
+
+
+def test_the_call_returns_before_its_row_is_written(api, server, slow_writer):
+    started = time.perf_counter()
+    api.at("ping").get(server.url + "/json")
+    assert time.perf_counter() - started < 0.25
+    assert committed_rows(api.id) == 0
+    writer_module.wait_for_all_rows()
+    assert committed_rows(api.id) == 1
+
+
+def test_a_query_of_the_same_thread_reads_the_row(api, server, slow_writer):
+    api.at("ping").get(server.url + "/json")
+    count = db.session.scalar(sa.select(sa.func.count()).select_from(IntegrationRequest))
+    assert count == 1
+
+
+def test_the_id_given_to_the_caller_is_the_stored_id(api, server):
+    ids = []
+    with signals.request_completed.connected_to(lambda sender, request_id, **_: ids.append(request_id)):
+        api.at("ping").get(server.url + "/json")
+        api.at("ping").get(server.url + "/json")
+    writer_module.wait_for_all_rows()
+    assert db.session.scalars(sa.select(IntegrationRequest.id).order_by(IntegrationRequest.id)).all() == ids
+
+
+def test_the_end_of_the_app_context_waits_for_its_rows(app, server, slow_writer):
+    with app.app_context():
+        ext = app.extensions["integrations"]
+        ext.register("api", Api)
+        integration = ext.create("api", "API", {})
+        integration_id = integration.id
+        integration.at("ping").get(server.url + "/json")
+        db.session.remove()
+    assert committed_rows(integration_id) == 1
+
+
+def test_signal_receivers_see_the_committed_row(api, server, slow_writer):
+    seen = []
+
+    def receiver(sender, request_id, **_):
+        seen.append((request_id, committed_rows(api.id)))
+
+    with signals.request_completed.connected_to(receiver):
+        api.at("ping").get(server.url + "/json")
+    assert seen and seen[0][1] == 1
+
+
+def test_a_refused_row_is_logged_and_its_batch_neighbours_are_written(api, caplog):
+    state = current_state()
+    table = state.tables["requests"]
+    writer = writer_module.writer_for(state.db.engine, log_engine(state), table)
+    gate = threading.Event()
+    original = writer_module.RowWriter._write
+
+    def gated(self, batch):
+        gate.wait(5)
+        original(self, batch)
+
+    base = {
+        **{c.name: None for c in table.columns if c.name != "id"},
+        "endpoint": "e",
+        "method": "GET",
+        "cache_hits": 0,
+        "stale_hits": 0,
+        "created_at": utcnow(),
+        "updated_at": utcnow(),
+    }
+    with caplog.at_level(logging.ERROR, logger="flask_integrations"):
+        writer_module.RowWriter._write = gated
+        try:
+            good_1 = writer.submit({**base, "integration_id": api.id})
+            bad = writer.submit({**base, "integration_id": 987654321})
+            good_2 = writer.submit({**base, "integration_id": api.id})
+            gate.set()
+            assert writer.wait_for()
+        finally:
+            writer_module.RowWriter._write = original
+    stored = set(db.session.scalars(sa.select(IntegrationRequest.id)).all())
+    assert {good_1, good_2} <= stored and bad not in stored
+    assert f"request row {bad}" in caplog.text
