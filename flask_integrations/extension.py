@@ -56,6 +56,7 @@ class Integrations:
             app=app, db=db, config=settings, keyring=keyring, providers=providers, tables=tables
         )
         app.extensions["integrations"] = self
+        app.teardown_appcontext(_wait_for_request_rows)
         from .cli import integrations_cli
 
         if "integrations" not in app.cli.commands:
@@ -72,6 +73,14 @@ class Integrations:
             from .webhooks.blueprint import register
 
             register(app, settings["INTEGRATIONS_URL_PREFIX"])
+        if settings["INTEGRATIONS_BLUEPRINTS"].get("dashboard"):
+            from .dashboard.blueprint import register as register_dashboard
+
+            register_dashboard(app, settings["INTEGRATIONS_URL_PREFIX"])
+        if settings["INTEGRATIONS_BLUEPRINTS"].get("oauth"):
+            from .oauth.blueprint import register as register_oauth
+
+            register_oauth(app, settings["INTEGRATIONS_URL_PREFIX"])
 
     def _resolve_db(self, app: Flask) -> Any:
         db = self.db or app.extensions.get("sqlalchemy")
@@ -218,3 +227,10 @@ def _import_provider(key: str, target: Any) -> Any:
         raise ConfigurationError(
             f"INTEGRATIONS_PROVIDERS[{key!r}]: module {module_name!r} has no {attribute!r}."
         ) from None
+
+
+def _wait_for_request_rows(_exc: BaseException | None) -> None:
+    """Request rows queued by this app context's calls are committed before it ends (see writer.py)."""
+    from .pipeline.writer import wait_for_thread_rows
+
+    wait_for_thread_rows()

@@ -174,7 +174,9 @@ def test_skipping_the_failed_item_lets_the_cursor_catch_up(feed, sync_app):
     runner = sync_app.test_cli_runner()
     result = runner.invoke(args=["integrations", "skip-sync-item", str(failed.id)])
     assert result.exit_code == 0, result.output
-    assert runs(feed.id)[0].status == "success"
+    (run,) = runs(feed.id)
+    assert run.status == "success" and run.error is None
+    assert run.metadata["failure_count"] == 0 and run.metadata["skipped_count"] == 1
     assert refreshed(feed).sync_cursor == 20
 
 

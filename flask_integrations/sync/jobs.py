@@ -438,6 +438,8 @@ def finalise(state: AppState, log_id: int, enumeration_error: str | None = None)
         values["error"] = enumeration_error
     elif failed:
         values["error"] = f"{failed} item(s) failed"
+    else:  # a partial/failed run whose items were since skipped or retried: its old error is gone
+        values["error"] = None
     claimed = session.execute(
         sa.update(logs).where(logs.c.id == log_id, logs.c.status == log.status).values(**values)
     ).rowcount
