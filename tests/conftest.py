@@ -21,6 +21,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(
         "--fast", action="store_true", help="Run only the fast tests (no servers, no slow or browser tests)."
     )
+    parser.addoption(
+        "--load-seconds", default=None, help="Length of the reliability suite's load run (default 60 s)."
+    )
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
