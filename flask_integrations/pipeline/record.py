@@ -31,9 +31,20 @@ _log_engines: weakref.WeakKeyDictionary[sa.Engine, tuple[int, sa.Engine]] = weak
 _engines_lock = threading.Lock()
 
 
+_app_engines: weakref.WeakKeyDictionary[AppState, sa.Engine] = weakref.WeakKeyDictionary()
+
+
+def app_engine(state: AppState) -> sa.Engine:
+    """The app's default engine, looked up once (Flask-SQLAlchemy's lookup costs a few µs a call)."""
+    engine = _app_engines.get(state)
+    if engine is None:
+        engine = _app_engines[state] = state.db.engine
+    return engine
+
+
 def log_engine(state: AppState) -> sa.Engine:
     """The engine request rows are written with (one per app engine and process)."""
-    engine = state.db.engine
+    engine = app_engine(state)
     if engine.dialect.name != "postgresql":
         return engine
     known = _log_engines.get(engine)
@@ -154,7 +165,7 @@ def write_attempt(
         return {**values, "retry_of": call.retry_of(), "created_at": now, "updated_at": now}
 
     if engine.dialect.name == "postgresql":
-        row_id = writer_for(state.db.engine, engine, table).submit(row())
+        row_id = writer_for(app_engine(state), engine, table).submit(row())
         call.remember(row_id)
         then(row_id)
         return

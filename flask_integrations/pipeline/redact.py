@@ -162,6 +162,14 @@ def _strings(values: Iterable[str] | str | None) -> tuple[str, ...]:
 
 
 def _normalise_keys(keys: Iterable[str]) -> frozenset[str]:
+    try:  # the same few settings on every call: remember their normalised form
+        return _normalised_key_set(tuple(keys) if not isinstance(keys, str) else (keys,))
+    except TypeError:  # an unhashable item
+        return frozenset(_normalise_key(k) for k in _strings(keys))
+
+
+@functools.lru_cache(maxsize=128)
+def _normalised_key_set(keys: tuple[Any, ...]) -> frozenset[str]:
     return frozenset(_normalise_key(k) for k in _strings(keys))
 
 

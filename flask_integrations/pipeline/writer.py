@@ -37,6 +37,8 @@ from sqlalchemy import event
 logger = logging.getLogger("flask_integrations")
 
 ID_BLOCK = 200
+#: Seconds the writer waits for more rows before writing a batch (none when a thread waits).
+LINGER = 0.01
 BATCH_MAX = 500
 QUEUE_MAX = 10_000
 #: Seconds the writer thread waits for work before it ends (an idle process keeps no thread).
@@ -61,7 +63,11 @@ class RowWriter:
     def __init__(self, engine: sa.Engine, table: sa.Table):
         self.engine = engine
         self.table = table
-        self.insert = sa.insert(table)
+        self.insert_sql = str(
+            sa.insert(table)
+            .values({c.name: sa.bindparam(c.name) for c in table.columns})
+            .compile(dialect=engine.dialect)
+        )
         self.sequence_sql = sa.text(
             f"SELECT nextval(pg_get_serial_sequence('{table.name}', 'id')) FROM generate_series(1, :n)"
         )
@@ -70,6 +76,7 @@ class RowWriter:
         self.cond = threading.Condition()
         self.queue: deque[tuple[int, dict[str, Any]]] = deque()
         self.queued = 0  # sequence number of the last row queued
+        self.waiters = 0  # threads waiting for their rows: write now, do not linger
         self.written = 0  # every row up to this sequence number is written (or given up)
         self.pid = os.getpid()
         self.thread: threading.Thread | None = None
@@ -91,7 +98,8 @@ class RowWriter:
             if self.thread is None:
                 self.thread = threading.Thread(target=self._run, name="flask-integrations-rows", daemon=True)
                 self.thread.start()
-            self.cond.notify_all()
+            if len(self.queue) == 1 or len(self.queue) >= BATCH_MAX:  # else the writer is lingering
+                self.cond.notify_all()
         return row_id
 
     def wait_for_thread(self) -> None:
@@ -104,7 +112,12 @@ class RowWriter:
         """Wait until every row up to `seq` (default: all queued now) is written."""
         with self.cond:
             target = self.queued if seq is None else seq
-            done = self.cond.wait_for(lambda: self.written >= target, WAIT_TIMEOUT)
+            self.waiters += 1
+            self.cond.notify_all()
+            try:
+                done = self.cond.wait_for(lambda: self.written >= target, WAIT_TIMEOUT)
+            finally:
+                self.waiters -= 1
         if not done:
             logger.warning(
                 "flask-integrations: request rows were not written within %.0f s (is a lock held on "
@@ -131,6 +144,9 @@ class RowWriter:
                 if not self.cond.wait_for(lambda: bool(self.queue), IDLE_EXIT):
                     self.thread = None  # the next submit starts another
                     return
+                # Gather a few more rows unless someone waits: fewer, larger batches take the
+                # GIL from the calling threads less often.
+                self.cond.wait_for(lambda: len(self.queue) >= BATCH_MAX or self.waiters > 0, LINGER)
                 batch = [self.queue.popleft() for _ in range(min(len(self.queue), BATCH_MAX))]
             self._write(batch)
             self._top_up_ids()
@@ -141,22 +157,34 @@ class RowWriter:
     def _write(self, batch: list[tuple[int, dict[str, Any]]]) -> None:
         rows = [row for _, row in batch]
         try:
-            with self.engine.begin() as connection:
-                connection.execute(self.insert, rows)
+            self._insert(rows)
             return
-        except sa.exc.DBAPIError as exc:
-            if len(rows) == 1 and not exc.connection_invalidated:
-                logger.error("flask-integrations could not write a request row: %s", exc.orig)
+        except Exception as exc:  # noqa: BLE001 - a log row must never take the writer down
+            if len(rows) == 1:
+                logger.error("flask-integrations could not write request row %s: %s", rows[0]["id"], exc)
                 return
-        except Exception:  # noqa: BLE001 - a log row must never take the writer down
-            logger.exception("flask-integrations could not write %d request rows", len(rows))
-            return
         for row in rows:  # one bad row (or a dropped connection) must not lose the others
             try:
-                with self.engine.begin() as connection:
-                    connection.execute(self.insert, [row])
+                self._insert([row])
             except Exception as exc:  # noqa: BLE001
                 logger.error("flask-integrations could not write request row %s: %s", row["id"], exc)
+
+    def _insert(self, rows: list[dict[str, Any]]) -> None:
+        """One transaction, one compiled statement on a raw connection (SQLAlchemy's per-statement
+        work would hold the GIL several times longer; see record.RowInserter)."""
+        connection = self.engine.raw_connection()
+        try:
+            cursor = connection.cursor()
+            try:
+                cursor.executemany(self.insert_sql, rows)
+            finally:
+                cursor.close()
+            connection.commit()
+        except BaseException:
+            connection.invalidate()  # a failed transaction or a dead connection: start clean
+            raise
+        finally:
+            connection.close()
 
     def _top_up_ids(self) -> None:
         """Fetch the next id block here rather than in a caller's call."""
