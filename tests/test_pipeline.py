@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 import logging
 import multiprocessing
+import re
+from datetime import timedelta
 
 import httpx
 import pytest
@@ -95,6 +97,22 @@ def test_get_returns_json_and_records_one_row(api, upstream):
     assert row.duration_ms is not None and row.duration_ms >= 0
     assert row.retry_of is None and row.cache_hits == 0
     assert "tok-SECRET-42" not in (row.response_data or "")
+
+
+def test_row_timestamps_are_stored_as_sqlalchemy_stores_them(api, upstream):
+    """Rows written by the fast path compare and sort like rows written through the ORM."""
+    api.at("/items").get("/json")
+    table = IntegrationRequest.__table__
+    (created_at, updated_at) = db.session.execute(
+        sa.select(sa.cast(table.c.created_at, sa.String), sa.cast(table.c.updated_at, sa.String))
+    ).one()
+    if db.engine.dialect.name == "sqlite":
+        assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{6}", created_at), created_at
+    assert created_at == updated_at
+    (row,) = rows()
+    assert row.created_at.tzinfo is not None
+    since = row.created_at - timedelta(seconds=1)
+    assert db.session.scalar(sa.select(sa.func.count()).where(table.c.created_at >= since)) == 1
 
 
 def test_post_sends_json_and_form(api, upstream):

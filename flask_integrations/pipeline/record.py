@@ -82,14 +82,19 @@ class RowInserter:
         self.sql = str(compiled)
         self.order = list(compiled.positiontup or []) if compiled.positional else None
         self.sqlite = engine.dialect.name == "sqlite"
+        self.datetime_columns = [c.name for c in columns if _is_datetime(c)]
         self.engine = engine
 
     def _params(self, row: dict[str, Any]) -> Any:
         if self.sqlite:  # the storage format of SQLAlchemy's SQLite DateTime, in UTC
-            row = {
-                k: (v.astimezone(UTC).strftime(SQLITE_DATETIME) if isinstance(v, datetime) else v)
-                for k, v in row.items()
-            }
+            row = dict(row)
+            formatted: dict[datetime, str] = {}
+            for name in self.datetime_columns:
+                value = row.get(name)
+                if isinstance(value, datetime):
+                    if value not in formatted:
+                        formatted[value] = value.astimezone(UTC).strftime(SQLITE_DATETIME)
+                    row[name] = formatted[value]
         return [row[name] for name in self.order] if self.order is not None else row
 
     def insert(self, row: dict[str, Any]) -> int:
@@ -107,6 +112,11 @@ class RowInserter:
             raise
         finally:
             connection.close()
+
+
+def _is_datetime(column: sa.Column) -> bool:
+    """A DateTime column, or a type decorator over one (UTCDateTime)."""
+    return isinstance(getattr(column.type, "impl", column.type), sa.DateTime)
 
 
 @contextmanager
