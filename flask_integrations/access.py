@@ -55,7 +55,10 @@ def require_csrf() -> None:
     """Abort with 400 unless the POST carries this session's CSRF token (form field or header)."""
     expected = session.get(_SESSION_KEY)
     sent = request.form.get(CSRF_FIELD) or request.headers.get(CSRF_HEADER) or ""
-    if not isinstance(expected, str) or not expected or not hmac.compare_digest(sent, expected):
+    if not isinstance(expected, str) or not expected:
+        abort(400, description="The form is missing its CSRF token or it has expired; reload the page.")
+    # compared as bytes: compare_digest refuses str with non-ASCII characters (a TypeError, a 500)
+    if not hmac.compare_digest(sent.encode("utf-8", "surrogatepass"), expected.encode("utf-8")):
         abort(400, description="The form is missing its CSRF token or it has expired; reload the page.")
 
 

@@ -44,6 +44,9 @@ class IntegrationsGroup(AppGroup):
 
 integrations_cli = IntegrationsGroup("integrations", help="Manage third-party integrations.")
 
+#: A row id argument: a larger number than any database here stores is a usage error, not an OverflowError.
+ROW_ID = click.IntRange(1, 2**63 - 1)
+
 
 def fail(message: str) -> None:
     """Print one clear line to stderr and exit 1."""
@@ -470,7 +473,7 @@ _HOURS = click.option(
     help="The window: request rows created in the last N hours.",
 )
 _INTEGRATION = click.option(
-    "--integration", "integration_id", type=int, metavar="ID", help="Only this integration."
+    "--integration", "integration_id", type=ROW_ID, metavar="ID", help="Only this integration."
 )
 
 
@@ -716,7 +719,7 @@ def recover_webhooks() -> None:
 
 
 @integrations_cli.command("replay-webhook")
-@click.argument("webhook_id", type=int)
+@click.argument("webhook_id", type=ROW_ID)
 def replay_webhook(webhook_id: int) -> None:
     """Re-run a stored webhook: reset it to pending and enqueue it."""
     from .webhooks import service
@@ -732,7 +735,7 @@ def replay_webhook(webhook_id: int) -> None:
 
 
 @integrations_cli.command("sync")
-@click.option("--integration", "integration_id", type=int, help="Start a run of this integration now.")
+@click.option("--integration", "integration_id", type=ROW_ID, help="Start a run of this integration now.")
 def sync_command(integration_id: int | None) -> None:
     """Start a sync run of every due integration (or of one); also sweeps stuck items and runs.
 
@@ -781,7 +784,7 @@ class _NullFile:
 
 
 @integrations_cli.command("list-failed-items")
-@click.option("--integration", "integration_id", type=int, help="Only this integration's items.")
+@click.option("--integration", "integration_id", type=ROW_ID, help="Only this integration's items.")
 @click.option("--since", type=click.DateTime(), help="Only items that failed since this date (UTC).")
 def list_failed_items(integration_id: int | None, since: datetime | None) -> None:
     """List failed sync items."""
@@ -814,7 +817,7 @@ def list_failed_items(integration_id: int | None, since: datetime | None) -> Non
 
 
 @integrations_cli.command("skip-sync-item")
-@click.argument("item_id", type=int)
+@click.argument("item_id", type=ROW_ID)
 def skip_sync_item(item_id: int) -> None:
     """Skip a failed sync item, then re-finalise its run (the cursor may catch up)."""
     from .sync import jobs
@@ -827,7 +830,7 @@ def skip_sync_item(item_id: int) -> None:
 
 
 @integrations_cli.command("retry-sync-item")
-@click.argument("item_id", type=int)
+@click.argument("item_id", type=ROW_ID)
 def retry_sync_item(item_id: int) -> None:
     """Send a failed sync item back to a worker."""
     from .sync import jobs
@@ -840,7 +843,7 @@ def retry_sync_item(item_id: int) -> None:
 
 
 @integrations_cli.command("advance-cursor")
-@click.argument("integration_id", type=int)
+@click.argument("integration_id", type=ROW_ID)
 def advance_cursor(integration_id: int) -> None:
     """Re-finalise the integration's runs whose items are all done (safe any time)."""
     from .sync import jobs

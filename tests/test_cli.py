@@ -791,6 +791,23 @@ def test_test_failure_detail_never_shows_the_secret(app, typed):
     assert fresh(exploding.id).consecutive_failures == 1
 
 
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["health", "--integration", "99999999999999999999999"],
+        ["sync", "--integration", "9223372036854775808"],
+        ["replay-webhook", "99999999999999999999999"],
+        ["skip-sync-item", "0"],
+        ["advance-cursor", "--", "-1"],
+    ],
+)
+def test_ids_out_of_range_are_one_error_line_not_an_overflow(app, ctx, args):
+    """Regression: an id past BIGINT reached the database and raised OverflowError."""
+    result = invoke(app, *args)
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    assert_one_error(result, "is not in the range")
+
+
 def test_test_bad_arguments(app, ctx):
     assert invoke(app, "test").output == "No active integrations.\n"
     assert_one_error(invoke(app, "test", "--integration", "5"), "Error: Integration 5 does not exist.")

@@ -211,3 +211,17 @@ def test_rotate_key_lists_unreadable_rows_and_exits_1(integration, app):
     assert result.exit_code == 1
     assert f"cannot be decrypted with any configured key: {other.id}" in result.output
     assert "Re-encrypted 1 integration(s)" in result.output
+
+
+def test_a_call_with_undecryptable_credentials_raises_before_anything_is_sent(integration, ext):
+    """Regression: the call used to go out, then its request row was lost (the row's scrubbing
+    could not read the credentials)."""
+    table = db.metadata.tables["integrations"]
+    foreign = Fernet(Fernet.generate_key()).encrypt(b'{"api_key": "zzz"}').decode()
+    db.session.execute(sa.update(table).where(table.c.id == integration.id).values(credentials=foreign))
+    db.session.commit()
+    db.session.expire_all()
+    sent = []
+    with pytest.raises(CredentialsDecryptionError, match=f"integration {integration.id}"):
+        ext.get(integration.id).at("sdk").execute("POST", lambda: sent.append(1))
+    assert sent == []

@@ -395,6 +395,13 @@ def test_the_chart_counts_requests_and_errors_per_hour(client, tickets):
     assert "3 requests, 1 error</span>" in page
 
 
+def test_a_nul_character_in_the_endpoint_filter_is_ignored_not_a_500(client, tickets):
+    """Regression: PostgreSQL refuses NUL in a query parameter (a DataError, then a 500)."""
+    add_requests(tickets.id, {"endpoint": "tickets/1"})
+    page = html(client.get(f"{DASH}/integrations/{tickets.id}", query_string={"endpoint": "tick\x00ets"}))
+    assert "tickets/1" in page
+
+
 def test_request_log_filters_by_endpoint_status_and_failure_class(client, tickets):
     add_requests(
         tickets.id,

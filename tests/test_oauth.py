@@ -776,3 +776,35 @@ def test_eight_processes_refresh_once_embedded_postgresql(postgres_url, auth):
 @pytest.mark.slow
 def test_eight_processes_refresh_once_embedded_sqlite_file(tmp_path, auth):
     race(f"sqlite:///{tmp_path / 'race.db'}", auth)
+
+
+# -- bad input (regressions found by tests/reliability/test_bad_input.py) ---------------------------
+
+
+def test_a_non_ascii_csrf_token_is_400_not_500(app, auth, integration_id):
+    client = app.test_client()
+    csrf(client, app)
+    response = client.post(f"{PREFIX}/{integration_id}/oauth/revoke", data={"csrf_token": "jeton-é"})
+    assert response.status_code == 400
+
+
+def test_undecryptable_credentials_are_a_clear_409_page_that_changes_nothing(app, auth, integration_id):
+    from cryptography.fernet import Fernet
+
+    client = app.test_client()
+    callback = consent(start(client, integration_id))
+    with app.app_context():
+        table = app.extensions["integrations"].state_for(app).tables["integrations"]
+        foreign = Fernet(Fernet.generate_key()).encrypt(b'{"client_id": "x"}').decode()
+        db.session.execute(sa.update(table).where(table.c.id == integration_id).values(credentials=foreign))
+        db.session.commit()
+        db.session.remove()
+    for response in (
+        client.get(f"{PREFIX}/{integration_id}/oauth/authorize"),
+        client.get(callback),
+        client.post(f"{PREFIX}/{integration_id}/oauth/revoke", data={"csrf_token": csrf(client, app)}),
+    ):
+        page = response.get_data(as_text=True)
+        assert response.status_code == 409, page
+        assert f"integration {integration_id} cannot be decrypted" in page and "Nothing was changed" in page
+    assert auth.count("exchange") == 0 and auth.count("revoke") == 0

@@ -345,3 +345,32 @@ def test_property_no_planted_secret_survives_and_the_size_is_capped(case, max_by
 def test_property_prepare_body_never_raises(data, max_bytes):
     text = body(data, max_bytes=max_bytes)
     assert text is None or isinstance(text, str)
+
+
+def test_json_and_form_text_inside_string_values_is_redacted_too():
+    """Regression: an upstream echoing the request in a string field stored its password."""
+    keys = DEFAULTS["INTEGRATIONS_REDACT_KEYS"]
+    body = {
+        "echo": json.dumps({"password": "hunter22", "items": [{"token": "t0k3n"}], "n": 1}),
+        "form": "client_secret=s3cr3t&grant=x",
+        "plain": "a = b {not json",
+        "kept": json.dumps({"n": 1}, indent=1),
+    }
+    stored = json.loads(prepare_body(body, redact_keys=keys, max_bytes=10_000))
+    assert json.loads(stored["echo"]) == {"password": REDACTED, "items": [{"token": REDACTED}], "n": 1}
+    assert stored["form"] == f"client_secret={REDACTED}&grant=x"
+    assert stored["plain"] == body["plain"] and stored["kept"] == body["kept"]  # unchanged text stays as is
+
+
+def test_httpx_request_log_lines_redact_query_values_under_redact_keys(caplog):
+    import logging
+
+    import httpx
+
+    from flask_integrations.pipeline import http  # noqa: F401  (installs the filter)
+
+    url = httpx.URL("https://api.example.com/x?api_key=k-123456&q=ok&Password=p-654321")
+    with caplog.at_level(logging.INFO, "httpx"):
+        logging.getLogger("httpx").info('HTTP Request: %s %s "%s %d %s"', "GET", url, "HTTP/1.1", 200, "OK")
+    assert "k-123456" not in caplog.text and "p-654321" not in caplog.text
+    assert "q=ok" in caplog.text and "api_key=%5BREDACTED%5D" in caplog.text

@@ -58,7 +58,7 @@ def integration(integration_id: int) -> str:
     found_integration = found(queries.get_integration(state, integration_id))
     provider = state.providers.get(found_integration.provider)
     filters = queries.RequestFilters(
-        endpoint=request.args.get("endpoint", "").strip(),
+        endpoint=request.args.get("endpoint", "").replace("\x00", "").strip(),  # PostgreSQL refuses NUL
         status=request.args.get("status", "").strip(),
         failure=_choice("failure", [*FAILURE_CLASSES, "none"], ""),
     )

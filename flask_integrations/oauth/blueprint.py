@@ -26,7 +26,7 @@ from flask import Blueprint, Flask, Response, redirect, render_template, request
 
 from .. import signals
 from ..access import csrf_token, denied, exempt_from_app_csrf, require_csrf
-from ..errors import IntegrationsError, ProviderNotRegistered
+from ..errors import CredentialsDecryptionError, IntegrationsError, ProviderNotRegistered
 from ..models import Integration
 from ..providers import OAuth2
 from ..state import AppState, current_state
@@ -54,6 +54,9 @@ def authorize(integration_id: int) -> Any:
     integration = _allowed_integration(state, integration_id)
     if isinstance(integration, Response):
         return integration
+    unreadable = _unreadable(integration)
+    if unreadable is not None:
+        return unreadable
     redirect_uri = state.setting("OAUTH")["redirect_uri"] or url_for(".callback", _external=True)
     try:
         value, challenge = flow.begin(state, integration, redirect_uri)
@@ -88,6 +91,9 @@ def callback() -> Any:
     integration = state.db.session.get(Integration, pending.integration_id)
     if integration is None or not _is_oauth(state, integration):
         return _page(404, "The integration of this authorization no longer exists.")
+    unreadable = _unreadable(integration)
+    if unreadable is not None:
+        return unreadable
     provider = integration.provider_instance
     try:
         answer = provider.exchange_code(integration, code, pending.redirect_uri, pending.code_verifier)
@@ -115,6 +121,9 @@ def revoke(integration_id: int) -> Any:
     if isinstance(integration, Response):
         return integration
     require_csrf()
+    unreadable = _unreadable(integration)
+    if unreadable is not None:
+        return unreadable
     credentials = integration.credentials_dict()
     if credentials.get("access_token") or credentials.get("refresh_token"):
         try:
@@ -152,6 +161,16 @@ def _allowed_integration(state: AppState, integration_id: int) -> Integration | 
     return integration
 
 
+def _unreadable(integration: Integration) -> Response | None:
+    """A 409 page naming the integration when no configured key can decrypt its credentials."""
+    try:
+        integration.credentials_dict()
+    except CredentialsDecryptionError as exc:
+        logger.warning("flask-integrations: %s", exc)
+        return _page(409, f"{exc} Nothing was changed.")
+    return None
+
+
 def _is_oauth(state: AppState, integration: Integration) -> bool:
     try:
         return isinstance(state.provider(integration.provider), OAuth2)
@@ -177,7 +196,12 @@ def _kind(exc: BaseException) -> str:
     return type(exc).__name__ + (f", HTTP {status}" if isinstance(status, int) else "")
 
 
-_TITLES = {400: "The connection could not be completed", 404: "Not found", 502: "The provider refused"}
+_TITLES = {
+    400: "The connection could not be completed",
+    404: "Not found",
+    409: "The integration's credentials cannot be read",
+    502: "The provider refused",
+}
 
 
 def _page(status: int, message: str) -> Response:

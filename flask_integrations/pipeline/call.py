@@ -96,6 +96,7 @@ def run_call(state: AppState, spec: RequestBuilder, method: str, target: Any) ->
         if entry is not None:
             cache.count_hit(store, entry.request_id)
             return spec.build(entry.value)
+    integration.credentials_dict()  # unreadable: CredentialsDecryptionError before anything is sent
     if spec.idempotency_key is not None:
         idempotency.ensure_independent_commit(state)
         warn_without_wire_support(provider)

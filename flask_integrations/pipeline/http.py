@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
+from urllib.parse import parse_qsl
 
 import httpx
+
+from . import redact
 
 _lock = threading.Lock()
 _client: httpx.Client | None = None
@@ -39,3 +43,38 @@ def decode(response: httpx.Response) -> object:
         return response.json()
     except ValueError:
         return response.text
+
+
+class RedactedQueryFilter(logging.Filter):
+    """httpx logs each request's URL at INFO (``HTTP Request: GET https://...?api_key=...``): a
+    query value under a redact key (`INTEGRATIONS_REDACT_KEYS`, the defaults outside an app) is
+    logged as ``[REDACTED]``, as in the request log. Installed on the ``httpx`` logger at import."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and len(args) > 1 and isinstance(args[1], httpx.URL) and args[1].query:
+            try:
+                record.args = (args[0], redacted_url(args[1]), *args[2:])
+            except Exception:  # noqa: BLE001 - a log line is never worth an error
+                record.args = (args[0], args[1].copy_with(query=None), *args[2:])
+        return True
+
+
+def redacted_url(url: httpx.URL) -> httpx.URL:
+    from ..config import DEFAULTS
+    from ..state import current_state
+
+    try:
+        keys = current_state().setting("REDACT_KEYS")
+    except Exception:  # noqa: BLE001 - outside an app context, or an app without the extension
+        keys = DEFAULTS["INTEGRATIONS_REDACT_KEYS"]
+    normalised = redact._normalise_keys(keys)
+    pairs = parse_qsl(url.query.decode("ascii", "replace"), keep_blank_values=True)
+    if not any(redact._normalise_key(k) in normalised for k, _ in pairs):
+        return url
+    return url.copy_with(
+        params=[(k, redact.REDACTED if redact._normalise_key(k) in normalised else v) for k, v in pairs]
+    )
+
+
+logging.getLogger("httpx").addFilter(RedactedQueryFilter())

@@ -193,7 +193,9 @@ def _walk(
     active: set[int],
 ) -> Any:
     """A JSON-ready copy of `value` with redact keys and paths replaced."""
-    if value is None or isinstance(value, bool | int | float | str):
+    if isinstance(value, str):
+        return _nested_text(value, keys, depth)
+    if value is None or isinstance(value, bool | int | float):
         return value
     if isinstance(value, bytes | bytearray | memoryview):
         return _decode(value)
@@ -227,6 +229,18 @@ def _walk(
         return items
     finally:
         active.discard(id(value))
+
+
+def _nested_text(text: str, keys: frozenset[str], depth: int) -> str:
+    """A string value holding JSON or form text (an upstream echoing a request, say) has its
+    redact keys replaced too; it is kept as it was unless something was redacted."""
+    if depth >= MAX_DEPTH or len(text) < 3 or ("=" not in text and text.lstrip()[:1] not in ("{", "[")):
+        return text
+    parsed = _parse_json(text)
+    if isinstance(parsed, dict | list):
+        walked = _walk(parsed, keys, (), depth + 1, set())
+        return text if walked == parsed else json.dumps(walked, ensure_ascii=False, default=_safe_str)
+    return _redact_form(text, keys, ()) if _looks_like_form(text) else text
 
 
 def _plain(value: Any) -> Any:
