@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import sqlalchemy as sa
 from flask import Blueprint, Flask, Response, jsonify, request
 from werkzeug.exceptions import ClientDisconnected, HTTPException, RequestEntityTooLarge
 
@@ -31,6 +32,9 @@ _CHUNK = 65536
 _MAX_ID = 2**63 - 1
 
 blueprint = Blueprint(BLUEPRINT_NAME, __name__)
+
+#: Database errors that mean "unavailable, retry later" (503), not "bad webhook" (400).
+_UNAVAILABLE = (sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.TimeoutError)
 
 
 class _Reject(Exception):
@@ -57,7 +61,11 @@ def receive(provider: str, integration_id: int | None = None) -> Any:
             raise
         logger.error("flask-integrations: a %r webhook hook raised %s", provider, exc)
         return _error(400, "the webhook could not be read")
-    except Exception:
+    except Exception as exc:
+        if _storage_unavailable(exc):  # the database is down or restarting: the provider must retry
+            _rollback()
+            logger.error("flask-integrations: could not receive a %r webhook: database unavailable", provider)
+            return _error(503, "the webhook could not be stored; retry later")
         logger.exception("flask-integrations: unexpected error receiving a %r webhook", provider)
         return _error(400, "the webhook could not be read")
 
@@ -123,7 +131,9 @@ def _integration(state: AppState, provider: Any, provider_key: str, integration_
         return integration
     try:
         integration = provider.resolve_webhook_integration(request)
-    except Exception:
+    except Exception as exc:
+        if _storage_unavailable(exc):
+            raise
         logger.warning(
             "flask-integrations: %r resolve_webhook_integration raised", provider_key, exc_info=True
         )
@@ -178,6 +188,8 @@ def _verify(provider: Any, provider_key: str, integration: Any) -> None:
     try:
         verified = provider.verify_webhook(integration, request) is True
     except Exception as exc:
+        if _storage_unavailable(exc):
+            raise
         logger.warning(
             "flask-integrations: %r webhook rejected: verify_webhook raised %s",
             provider_key,
@@ -202,6 +214,25 @@ def _announce(state: AppState, webhook_id: int) -> None:
         signals.webhook_received.send(state.app, webhook=webhook)
     except Exception:
         logger.exception("flask-integrations: a webhook_received receiver failed")
+
+
+def _storage_unavailable(exc: BaseException) -> bool:
+    """The database could not be reached (down, restarting, pool exhausted), here or in a cause."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, _UNAVAILABLE):
+            return True
+        current = current.__cause__ or current.__context__
+    return False
+
+
+def _rollback() -> None:
+    try:
+        current_state().db.session.rollback()
+    except Exception:  # noqa: BLE001 - the session is discarded at teardown anyway
+        logger.debug("flask-integrations: rollback after a database outage failed", exc_info=True)
 
 
 def _error(status: int, message: str) -> Response:
