@@ -691,11 +691,23 @@ def worker(queues: tuple[str, ...], burst: bool, simple: bool) -> None:
 
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     queue_module.set_worker_app(app)
+    _prepare_for_work_horses()
     connection = queue_module.redis_connection(url, worker=True)
     worker_class = SimpleWorker if simple else Worker
     rq_queues = [queue_module.rq_queue(name, url, worker=True) for name in names]
     rq_worker = worker_class(rq_queues, connection=connection)
     rq_worker.work(burst=burst, with_scheduler=True)
+
+
+def _prepare_for_work_horses() -> None:
+    """Configure the ORM mappers and import the job modules once, in the worker itself: a forked
+    work horse inherits them, where it would otherwise redo them for every job (~0.3 s of CPU)."""
+    from sqlalchemy.orm import configure_mappers
+
+    from .sync import jobs as _sync_jobs  # noqa: F401
+    from .webhooks import jobs as _webhook_jobs  # noqa: F401
+
+    configure_mappers()
 
 
 def _default_queues(state: AppState) -> list[str]:
