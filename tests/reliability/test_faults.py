@@ -474,22 +474,28 @@ def test_postgres_restarted_during_webhook_intake(pg, rds, procs, figures_dir, t
     slowest = max(seconds for _, _, seconds in first.values())
     assert slowest < 10, f"a webhook took {slowest:.1f} s to answer"
 
-    # nothing unacknowledged was stored: a 503 means the row was not committed
+    # A 503 normally means nothing was committed. The one exception is an ambiguous commit: the
+    # server wrote the commit and was killed before it could say so, so the app saw an error. Such
+    # a row is kept (pending) and its redelivery is answered 200 "duplicate": still processed once.
     refused = sorted(n for n, r in first.items() if r[0] == 503)
-    stored_refused = []
+    stored_refused: set[str] = set()
     if refused:
         ids = ",".join(f"'d-{n}'" for n in refused)
-        stored_refused = sql(
-            pg, database, f"SELECT delivery_id FROM integration_webhooks WHERE delivery_id IN ({ids})"
-        )
-    assert stored_refused == [], f"deliveries answered 503 were stored: {stored_refused}"
+        stored_refused = {
+            d
+            for (d,) in sql(
+                pg, database, f"SELECT delivery_id FROM integration_webhooks WHERE delivery_id IN ({ids})"
+            )
+        }
+    assert len(stored_refused) <= len(restarts), f"more stored 503s than restarts: {sorted(stored_refused)}"
 
     # as a provider does, deliver the refused ones again now that the database is back
     with httpx.Client(timeout=20) as client:
         for n in refused:
             status, text = deliver(client, endpoint, n)
             results[n].append((status, text, 0.0))
-            assert status == 202, (n, status, text)
+            expected = 200 if f"d-{n}" in stored_refused else 202
+            assert status == expected, (n, status, text)
 
     def webhook_counts() -> Counter | None:
         rows = try_sql(pg, database, "SELECT status, count(*) FROM integration_webhooks GROUP BY status")
@@ -549,6 +555,7 @@ def test_postgres_restarted_during_webhook_intake(pg, rds, procs, figures_dir, t
             "refused_at_seconds": refused_windows(timeline),
             "first_answers": {str(k): v for k, v in sorted(statuses.items())},
             "redelivered_after_503": len(refused),
+            "stored_despite_503_ambiguous_commit": len(stored_refused),
             "slowest_answer_seconds": round(slowest, 3),
             "recover_webhooks_runs": recover_runs,
             "recovery_seconds": round(recovery_seconds, 1),
