@@ -356,6 +356,16 @@ def sync_end_state(
     }
 
 
+def run_figures(state: dict) -> dict[str, Any]:
+    """What a finished run's end state says for faults.json: handler runs, repeats, cursor, finalisations."""
+    return {
+        "handler_runs": sum(state["seen"].values()),
+        "items_run_more_than_once": sum(1 for c in state["seen"].values() if c > 1),
+        "cursor": state["cursor"],
+        "finalisations": len(state["finalisations"]),
+    }
+
+
 def assert_sync_complete(state: dict, items: int, log_id: int) -> None:
     assert state["runs"] == [(log_id, "success")], state["runs"]
     assert state["items"] == {"success": items}, state["items"]
@@ -613,10 +623,7 @@ def test_postgres_restarted_during_a_sync_run(pg, rds, procs, figures_dir, tmp_p
             "workers_restarted_by_supervisor": workers.restarts,
             "recovery_rounds": rounds,
             "seconds": round(seconds, 1),
-            "handler_runs": sum(state["seen"].values()),
-            "items_run_more_than_once": sum(1 for c in state["seen"].values() if c > 1),
-            "cursor": state["cursor"],
-            "finalisations": len(state["finalisations"]),
+            **run_figures(state),
         },
     )
 
@@ -856,10 +863,7 @@ def test_workers_sigkilled_repeatedly_during_a_large_run(pg, rds, procs, figures
             "items_at_last_kill": at_last_kill,
             "recovery_rounds": rounds,
             "seconds": round(seconds, 1),
-            "handler_runs": sum(state["seen"].values()),
-            "items_run_more_than_once": sum(1 for c in state["seen"].values() if c > 1),
-            "cursor": state["cursor"],
-            "finalisations": len(state["finalisations"]),
+            **run_figures(state),
         },
     )
 
