@@ -36,12 +36,15 @@ def shares_caller_connection(engine: sa.Engine) -> bool:
 
 def caller_holds_sqlite_write_lock(session: Session, engine: sa.Engine) -> bool:
     """True when a separate connection cannot write now without waiting on the caller."""
-    if engine.dialect.name != "sqlite" or session.get_transaction() is None:
+    if engine.dialect.name != "sqlite":
+        return False
+    transaction = session.get_transaction()
+    if transaction is None:
         return False
     if shares_caller_connection(engine):
         return True
-    dbapi_connection = session.connection().connection.dbapi_connection
-    return bool(getattr(dbapi_connection, "in_transaction", False))
+    connection = session.connection(bind_arguments={"bind": engine})
+    return bool(getattr(connection.connection.dbapi_connection, "in_transaction", False))
 
 
 def run_detached(session: Session | scoped_session, engine: sa.Engine, work: Work, then: Then = None) -> bool:

@@ -38,7 +38,6 @@ from sqlalchemy.orm.attributes import set_committed_value
 from . import models, signals
 from .clock import utcnow
 from .detached import caller_holds_sqlite_write_lock, run_detached
-from .errors import CredentialsDecryptionError
 from .pipeline import redact
 from .pipeline.timeline import collect_request_ids
 from .state import AppState, current_state
@@ -100,7 +99,7 @@ def log_operation(
     if integration.id is None:
         raise ValueError("the integration must be saved (flushed) before logging an operation.")
     parent_id = _parent_id(integration, parent)
-    secrets = _secrets(integration)
+    secrets = redact.integration_secrets(integration)
     now = utcnow()
     values = {
         "integration_id": integration.id,
@@ -145,7 +144,7 @@ def finish(
     if log.id is None:
         raise ValueError("the log must be saved before it is finished.")
     integration = state.db.session.get(models.Integration, log.integration_id)
-    secrets = _secrets(integration) if integration is not None else []
+    secrets = redact.integration_secrets(integration)
     table = state.tables["logs"]
     now = utcnow()
     if duration_ms is None and log.created_at is not None:
@@ -375,13 +374,6 @@ def _parent_id(integration: Integration, parent: Any) -> int | None:
             f"log {parent.id} belongs to integration {parent.integration_id}, not {integration.id}."
         )
     return parent.id
-
-
-def _secrets(integration: Integration) -> list[str]:
-    try:
-        return redact.credential_secrets(integration.credentials_dict())
-    except CredentialsDecryptionError:
-        return []  # credentials nobody can read cannot have leaked into this text
 
 
 def _cut(text: str | None, limit: int) -> str | None:

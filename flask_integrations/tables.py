@@ -135,6 +135,8 @@ def build_tables(metadata: sa.MetaData, prefix: str) -> dict[str, sa.Table]:
         sa.Index(f"ix_{p}_req_created", "created_at"),
         sa.Index(f"ix_{p}_req_related", "related_type", "related_id"),
         sa.Index(f"ix_{p}_req_idem", "integration_id", "idempotency_key"),
+        # Ids handed out ahead of their rows come from sqlite_sequence (pipeline/rows.py).
+        sqlite_autoincrement=True,
     )
     logs = sa.Table(
         n["logs"],

@@ -285,10 +285,19 @@ def schema(app: UserApp) -> dict[str, dict]:
                 "indexes": {i["name"]: i["column_names"] for i in inspector.get_indexes(table)},
                 "foreign_keys": {f["name"]: f for f in inspector.get_foreign_keys(table)},
                 "primary_key": inspector.get_pk_constraint(table)["name"],
+                "sqlite_autoincrement": _sqlite_autoincrement(engine, table),
             }
         return tables
     finally:
         engine.dispose()
+
+
+def _sqlite_autoincrement(engine: sa.Engine, table: str) -> bool:
+    if engine.dialect.name != "sqlite":
+        return False
+    with engine.connect() as connection:
+        sql = connection.scalar(sa.text("SELECT sql FROM sqlite_master WHERE name = :name"), {"name": table})
+    return "AUTOINCREMENT" in sql.upper()
 
 
 def current_revision(app: UserApp) -> list[str]:
@@ -311,8 +320,12 @@ def assert_integration_schema(tables: dict[str, dict], p: str, dialect: str) -> 
         if dialect == "postgresql":
             for name, type_ in timestamps.items():
                 assert isinstance(type_, sa.DateTime) and type_.timezone, f"{p}{suffix}.{name} is {type_}"
+        # SQLite declares the requests table's key inline (INTEGER PRIMARY KEY AUTOINCREMENT, so that
+        # ids can be reserved ahead of their rows: pipeline/rows.py), and an inline key has no name.
+        inline_key = dialect == "sqlite" and suffix == "_requests"
+        assert table["sqlite_autoincrement"] == inline_key, suffix
         names = (
-            [("pk", table["primary_key"])]
+            ([] if inline_key else [("pk", table["primary_key"])])
             + [("uq", n) for n in table["uniques"]]
             + [("fk", n) for n in table["foreign_keys"]]
             + [("ix", n) for n in table["indexes"] if n not in table["uniques"]]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import multiprocessing
 import re
@@ -97,6 +98,17 @@ def test_get_returns_json_and_records_one_row(api, upstream):
     assert row.duration_ms is not None and row.duration_ms >= 0
     assert row.retry_of is None and row.cache_hits == 0
     assert "tok-SECRET-42" not in (row.response_data or "")
+
+
+def test_new_credentials_are_scrubbed_from_the_next_rows(api, upstream):
+    """The credential values kept for scrubbing follow the integration's stored credentials."""
+    api.at("/items").with_data({"note": "tok-SECRET-42"}).get("/json")
+    api.update(credentials={"token": "tok-ROTATED-77"})
+    api.at("/items").with_data({"note": "tok-ROTATED-77"}).get("/json")
+    first, second = rows()
+    for row, secret in ((first, "tok-SECRET-42"), (second, "tok-ROTATED-77")):
+        assert secret not in row.request_data + row.response_data
+        assert json.loads(row.request_data) == {"note": "[REDACTED]"}
 
 
 def test_row_timestamps_are_stored_as_sqlalchemy_stores_them(api, upstream):

@@ -1,4 +1,4 @@
-"""Request rows written behind the call on PostgreSQL (flask_integrations/pipeline/writer.py)."""
+"""Request rows written behind the call, on PostgreSQL and SQLite (flask_integrations/pipeline/writer.py)."""
 
 from __future__ import annotations
 
@@ -17,8 +17,6 @@ from flask_integrations.state import current_state
 from tests.support import db
 from tests.upstream import UpstreamServer
 
-pytestmark = pytest.mark.postgres
-
 
 class Api(Provider):
     pass
@@ -29,11 +27,6 @@ def server():
     upstream = UpstreamServer().start()
     yield upstream
     upstream.stop()
-
-
-@pytest.fixture
-def database_url(postgres_url):
-    return postgres_url
 
 
 @pytest.fixture
@@ -138,7 +131,7 @@ def test_a_refused_row_is_logged_and_its_batch_neighbours_are_written(api, caplo
         writer_module.RowWriter._write = gated
         try:
             good_1 = writer.submit({**base, "integration_id": api.id})
-            bad = writer.submit({**base, "integration_id": 987654321})
+            bad = writer.submit({**base, "integration_id": api.id, "endpoint": None})  # NOT NULL
             good_2 = writer.submit({**base, "integration_id": api.id})
             gate.set()
             assert writer.wait_for()
@@ -147,3 +140,109 @@ def test_a_refused_row_is_logged_and_its_batch_neighbours_are_written(api, caplo
     stored = set(db.session.scalars(sa.select(IntegrationRequest.id)).all())
     assert {good_1, good_2} <= stored and bad not in stored
     assert f"request row {bad}" in caplog.text
+
+
+# -- SQLite: one writer at a time ------------------------------------------------------------
+
+sqlite_only = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+
+
+def _begin_on_first_statement(engine: sa.Engine) -> None:
+    """SQLAlchemy's recipe for real SQLite transactions: a read opens the transaction too."""
+
+    @sa.event.listens_for(engine, "connect")
+    def _connect(dbapi_connection, _record):
+        dbapi_connection.isolation_level = None
+
+    @sa.event.listens_for(engine, "begin")
+    def _begin(connection):
+        connection.exec_driver_sql("BEGIN")
+
+    engine.dispose()
+
+
+@sqlite_only
+def test_a_call_inside_a_read_then_write_transaction_does_not_break_it(api, server):
+    """A row committed between the transaction's read and its write would make the write fail
+    (SQLITE_BUSY_SNAPSHOT); the call's row waits for the transaction instead."""
+    from flask_integrations import Integration
+
+    _begin_on_first_statement(db.engine)
+    integration = db.session.get(Integration, api.id)  # the transaction's snapshot starts here
+    integration.at("ping").get(server.url + "/json")
+    time.sleep(0.1)  # time enough for a writer to commit the row, were it queued
+    integration.name = "renamed"
+    db.session.commit()
+    assert committed_rows(api.id) == 1
+    assert db.session.get(Integration, api.id).name == "renamed"
+
+
+@sqlite_only
+def test_two_processes_reserve_ids_that_never_collide(app, api, server):
+    import multiprocessing
+
+    db.session.commit()
+    context = multiprocessing.get_context("spawn")
+    url = app.config["SQLALCHEMY_DATABASE_URI"]
+    processes = [
+        context.Process(target=_make_calls, args=(url, api.id, server.url + "/json", 150)) for _ in range(2)
+    ]
+    for process in processes:
+        process.start()
+    for process in processes:
+        process.join(60)
+        assert process.exitcode == 0
+    api.at("ping").get(server.url + "/json")  # and this process, after both
+    stored = db.session.scalars(sa.select(IntegrationRequest.id)).all()
+    assert len(stored) == len(set(stored)) == 301
+
+
+def _make_calls(database_url: str, integration_id: int, url: str, calls: int) -> None:
+    from flask_integrations import Integration
+    from tests.support import make_app
+
+    app = make_app(database_url)
+    with app.app_context():
+        app.extensions["integrations"].register("api", Api)
+        integration = db.session.get(Integration, integration_id)
+        for _ in range(calls):
+            integration.at("ping").get(url)
+
+
+@sqlite_only
+def test_a_requests_table_without_autoincrement_gets_its_rows_in_line(api, server, slow_writer):
+    """A table made before the requests table was AUTOINCREMENT cannot reserve ids safely."""
+    table = IntegrationRequest.__table__
+    with db.engine.begin() as connection:
+        ddl = connection.scalar(sa.text("SELECT sql FROM sqlite_master WHERE name = :n"), {"n": table.name})
+        connection.execute(sa.text(f'DROP TABLE "{table.name}"'))
+        connection.execute(sa.text(ddl.replace("AUTOINCREMENT", "")))
+    state = current_state()
+    assert writer_module.writer_for(db.engine, log_engine(state), table) is None
+    api.at("ping").get(server.url + "/json")
+    assert committed_rows(api.id) == 1  # written before the call returned, not by the slow writer
+
+
+@sqlite_only
+def test_a_batch_that_finds_the_database_locked_is_written_once_it_is_free(app_factory, server, caplog):
+    import sqlite3
+
+    app = app_factory(SQLALCHEMY_ENGINE_OPTIONS={"connect_args": {"timeout": 0.05}})
+    with app.app_context():
+        ext = app.extensions["integrations"]
+        ext.register("api", Api)
+        api = ext.create("api", "API", {})
+        api.at("ping").get(server.url + "/json")  # reserves this process's ids
+        writer_module.wait_for_all_rows()
+        holder = sqlite3.connect(db.engine.url.database, isolation_level=None, check_same_thread=False)
+        holder.execute("BEGIN IMMEDIATE")  # another process's long write
+        release = threading.Timer(0.6, lambda: holder.execute("COMMIT"))
+        release.start()
+        with caplog.at_level(logging.ERROR, logger="flask_integrations"):
+            api.at("ping").get(server.url + "/json")
+            assert writer_module.wait_for_all_rows() is None
+        release.join()
+        holder.close()
+        assert committed_rows(api.id) == 2
+        assert "could not write" not in caplog.text
+        db.session.remove()

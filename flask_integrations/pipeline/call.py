@@ -355,7 +355,7 @@ def record(
     call_log: CallLog,
 ) -> None:
     integration = spec.integration
-    secrets = redact.credential_secrets(integration.credentials_dict())
+    secrets = redact.integration_secrets(integration)
     log_bodies = state.setting("LOG_BODIES")
     body_options = {
         "redact_keys": state.setting("REDACT_KEYS"),
@@ -423,8 +423,8 @@ def provider_request_id(ctx: RequestContext, response: httpx.Response | None) ->
     if ctx.provider_request_id:
         return str(ctx.provider_request_id)[:255]
     if response is not None:
+        found = {name: value for name, value in response.headers.items() if name in REQUEST_ID_HEADERS}
         for name in REQUEST_ID_HEADERS:
-            value = response.headers.get(name)
-            if value:
-                return value[:255]
+            if found.get(name):
+                return found[name][:255]
     return None

@@ -1,23 +1,21 @@
 """One `{p}_requests` row per attempt, committed on its own connection.
 
 The row must survive the caller's rollback, so it never goes through the
-caller's session. On PostgreSQL the rows go through a small engine of their
-own with `synchronous_commit = off` (a lost log row on a server crash is
-acceptable; the commit is several times cheaper), written in batches by a
-thread of their own (see `writer.py`). Where SQLite makes a second
-connection unsafe, the row is written right after the caller's transaction
-ends (see `detached.py`).
+caller's session. Rows are written in batches by a thread of their own (see
+`writer.py`). On PostgreSQL that thread uses a small engine of its own with
+`synchronous_commit = off` (a lost log row on a server crash is acceptable;
+the commit is several times cheaper). Where SQLite makes a second connection
+unsafe (the caller's transaction holds the write lock, or a memory database
+has a single connection), the row is written right after the caller's
+transaction ends (see `detached.py`).
 """
 
 from __future__ import annotations
 
 import os
-import sqlite3
 import threading
 import weakref
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from datetime import UTC, datetime
+from collections.abc import Callable
 from typing import Any
 
 import sqlalchemy as sa
@@ -25,6 +23,7 @@ import sqlalchemy as sa
 from ..clock import utcnow
 from ..detached import caller_holds_sqlite_write_lock, run_detached, shares_caller_connection
 from ..state import AppState
+from .rows import InsertStatement, raw_cursor
 from .writer import writer_for
 
 _log_engines: weakref.WeakKeyDictionary[sa.Engine, tuple[int, sa.Engine]] = weakref.WeakKeyDictionary()
@@ -63,82 +62,23 @@ def log_engine(state: AppState) -> sa.Engine:
 
 
 class RowInserter:
-    """Inserts request rows with a statement compiled once, on a raw DBAPI connection.
+    """Inserts request rows in line, one round trip each (autocommit, no BEGIN/COMMIT).
 
-    SQLAlchemy's per-statement machinery (compilation lookup, parameter
-    processing, result wrapping) costs several times the insert itself on
-    this hot path; a pool checkout costs about 10 µs. Each insert checks a
-    connection out, runs in autocommit (one round trip, no BEGIN/COMMIT), and
-    gives it back as it found it. Used only when a second connection is really
-    separate (see `detached.shares_caller_connection`).
+    Used on SQLite when the requests table cannot reserve ids (see
+    `rows.id_reserver`) and a second connection is really separate (see
+    `detached.shares_caller_connection`).
     """
 
     def __init__(self, engine: sa.Engine, table: sa.Table):
-        columns = [c for c in table.columns if c.name != "id"]
-        statement = (
-            sa.insert(table).values({c.name: sa.bindparam(c.name) for c in columns}).returning(table.c.id)
-        )
-        compiled = statement.compile(dialect=engine.dialect)
-        self.sql = str(compiled)
-        self.order = list(compiled.positiontup or []) if compiled.positional else None
-        self.sqlite = engine.dialect.name == "sqlite"
-        self.datetime_columns = [c.name for c in columns if _is_datetime(c)]
         self.engine = engine
-
-    def _params(self, row: dict[str, Any]) -> Any:
-        if self.sqlite:  # the storage format of SQLAlchemy's SQLite DateTime, in UTC
-            row = dict(row)
-            formatted: dict[datetime, str] = {}
-            for name in self.datetime_columns:
-                value = row.get(name)
-                if isinstance(value, datetime):
-                    if value not in formatted:
-                        formatted[value] = value.astimezone(UTC).strftime(SQLITE_DATETIME)
-                    row[name] = formatted[value]
-        return [row[name] for name in self.order] if self.order is not None else row
+        self.statement = InsertStatement(engine, table, returning_id=True)
 
     def insert(self, row: dict[str, Any]) -> int:
-        connection = self.engine.raw_connection()
-        try:
-            with _autocommit(connection.dbapi_connection):
-                cursor = connection.cursor()
-                try:
-                    cursor.execute(self.sql, self._params(row))
-                    return cursor.fetchall()[0][0]
-                finally:
-                    cursor.close()
-        except BaseException:
-            connection.invalidate()
-            raise
-        finally:
-            connection.close()
+        with raw_cursor(self.engine) as cursor:
+            cursor.execute(self.statement.sql, self.statement.params(row))
+            return cursor.fetchall()[0][0]
 
 
-def _is_datetime(column: sa.Column) -> bool:
-    """A DateTime column, or a type decorator over one (UTCDateTime)."""
-    return isinstance(getattr(column.type, "impl", column.type), sa.DateTime)
-
-
-@contextmanager
-def _autocommit(dbapi_connection: Any) -> Iterator[None]:
-    """One statement, one round trip; the connection goes back to the pool as it was."""
-    if isinstance(dbapi_connection, sqlite3.Connection):
-        previous = dbapi_connection.isolation_level
-        dbapi_connection.isolation_level = None
-        try:
-            yield
-        finally:
-            dbapi_connection.isolation_level = previous
-    else:  # psycopg and other PEP 249 drivers with an autocommit attribute
-        previous = dbapi_connection.autocommit
-        dbapi_connection.autocommit = True
-        try:
-            yield
-        finally:
-            dbapi_connection.autocommit = previous
-
-
-SQLITE_DATETIME = "%Y-%m-%d %H:%M:%S.%f"
 _inserters: weakref.WeakKeyDictionary[sa.Engine, RowInserter] = weakref.WeakKeyDictionary()
 
 
@@ -174,15 +114,11 @@ def write_attempt(
         now = utcnow()
         return {**values, "retry_of": call.retry_of(), "created_at": now, "updated_at": now}
 
-    if engine.dialect.name == "postgresql":
-        row_id = writer_for(app_engine(state), engine, table).submit(row())
-        call.remember(row_id)
-        then(row_id)
-        return
-    if not shares_caller_connection(engine) and not caller_holds_sqlite_write_lock(
-        state.db.session(), engine
-    ):
-        row_id = inserter(engine, table).insert(row())
+    session = state.db.session()
+    held = caller_holds_sqlite_write_lock(session, engine)
+    writer = None if held else writer_for(app_engine(state), engine, table)
+    if writer is not None or not (held or shares_caller_connection(engine)):
+        row_id = writer.submit(row()) if writer is not None else inserter(engine, table).insert(row())
         call.remember(row_id)
         then(row_id)
         return
@@ -192,4 +128,4 @@ def write_attempt(
         call.remember(row_id)
         return row_id
 
-    run_detached(state.db.session, engine, work, then)
+    run_detached(session, engine, work, then)

@@ -25,6 +25,7 @@ import dataclasses
 import functools
 import json
 import re
+import weakref
 from collections.abc import Iterable, Mapping
 from typing import Any
 from urllib.parse import quote, quote_plus, unquote_plus
@@ -87,15 +88,33 @@ def scrub(text: str | None, secrets: Iterable[str]) -> str | None:
     return REDACTED  # replacements keep forming new matches: store nothing rather than a leak
 
 
-def integration_secrets(integration: Any) -> list[str]:
+#: integration object -> (the stored credentials it was computed from, their secrets)
+_integration_secrets: weakref.WeakKeyDictionary[Any, tuple[Any, tuple[str, ...]]]
+_integration_secrets = weakref.WeakKeyDictionary()
+
+
+def integration_secrets(integration: Any) -> tuple[str, ...]:
     """The credential values of `integration` worth scrubbing; none when they cannot be read
-    (credentials nobody can decrypt cannot have leaked into the text)."""
+    (credentials nobody can decrypt cannot have leaked into the text).
+
+    Kept per integration object until its stored credentials change, since
+    every logged request needs them.
+    """
     if integration is None:
-        return []
+        return ()
+    pending = getattr(integration, "_pending_credentials", None) is not None
+    token = None if pending else getattr(integration, "_credentials_token", None)
+    known = _integration_secrets.get(integration) if token is not None else None
+    if known is not None and known[0] == token:
+        return known[1]
     try:
-        return credential_secrets(integration.credentials_dict())
+        secrets = tuple(credential_secrets(integration.credentials_dict()))
     except Exception:  # noqa: BLE001
-        return []
+        return ()
+    if token is not None:
+        with contextlib.suppress(TypeError):  # not weakly referenceable: no cache
+            _integration_secrets[integration] = (token, secrets)
+    return secrets
 
 
 def exception_text(exc: BaseException, secrets: Iterable[str], max_bytes: int) -> str:
@@ -344,6 +363,18 @@ def _safe_str(value: Any) -> str:
 
 def _secret_list(secrets: Iterable[str]) -> tuple[str, ...]:
     """Usable secrets, longest first: long enough, and not a piece of our own marker text."""
+    if isinstance(secrets, tuple):
+        with contextlib.suppress(TypeError):  # an unhashable item: sort it out below
+            return _secret_tuple(secrets)
+    return _usable_secrets(secrets)
+
+
+@functools.lru_cache(maxsize=128)
+def _secret_tuple(secrets: tuple[str, ...]) -> tuple[str, ...]:
+    return _usable_secrets(secrets)
+
+
+def _usable_secrets(secrets: Iterable[str]) -> tuple[str, ...]:
     usable = {s for s in _strings(secrets) if len(s) >= MIN_SECRET_LENGTH and s not in REDACTED}
     return tuple(sorted(usable, key=lambda s: (-len(s), s)))
 

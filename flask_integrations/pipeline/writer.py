@@ -1,10 +1,10 @@
 """Request rows written by a thread of their own, so a call does not wait for the database.
 
-On PostgreSQL one row per attempt would cost every call a round trip to the
-server, most of the pipeline's overhead on a busy machine. Instead the row's
-id is taken from a block of sequence values fetched ahead of time, the call
-goes on at once, and a writer thread inserts queued rows in batches, each
-batch in one transaction on the request-log engine.
+One row per attempt, written in line, would cost every call a round trip to
+PostgreSQL or a commit of SQLite, most of the pipeline's overhead. Instead
+the row's id is taken from a block of ids reserved ahead of time (see
+`rows.id_reserver`), the call goes on at once, and a writer thread inserts
+queued rows in batches, each batch in one transaction.
 
 What callers can rely on, so that the row behaves as if it had been written
 in line:
@@ -19,6 +19,13 @@ in line:
 - The queue is bounded: when the database falls behind, callers wait for room.
 - A row the database refuses (say its integration is not committed yet) is
   logged and skipped; the rest of its batch is written one by one.
+
+SQLite has one writer at a time, and a commit between a transaction's read
+and its first write makes that write fail (SQLITE_BUSY_SNAPSHOT). So a call
+made inside the caller's write transaction is not queued (`record.py` writes
+its row when the transaction ends), the read barrier does not wait inside a
+transaction, and a batch that finds the database locked is tried again for up
+to `LOCK_PATIENCE` seconds.
 """
 
 from __future__ import annotations
@@ -26,7 +33,9 @@ from __future__ import annotations
 import atexit
 import logging
 import os
+import sqlite3
 import threading
+import time
 import weakref
 from collections import deque
 from typing import Any
@@ -34,9 +43,13 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import event
 
+from ..detached import shares_caller_connection
+from .rows import InsertStatement, ReserveIds, id_reserver, raw_cursor
+
 logger = logging.getLogger("flask_integrations")
 
-ID_BLOCK = 200
+#: Ids reserved at a time; the writer thread reserves the next block when half are used.
+ID_BLOCK = 1000
 #: Seconds the writer waits for more rows before writing a batch (none when a thread waits).
 LINGER = 0.01
 BATCH_MAX = 500
@@ -45,6 +58,8 @@ QUEUE_MAX = 10_000
 IDLE_EXIT = 30.0
 #: How long a thread waits for its rows before it gives up and goes on (the rows stay queued).
 WAIT_TIMEOUT = 10.0
+#: Seconds a batch is tried again while SQLite says the database is locked.
+LOCK_PATIENCE = 60.0
 
 _thread_seen = threading.local()
 
@@ -58,19 +73,14 @@ def _seen() -> dict[RowWriter, int]:
 
 
 class RowWriter:
-    """Queues rows for one table of one PostgreSQL engine and inserts them from a daemon thread."""
+    """Queues rows for one table of one engine and inserts them from a daemon thread."""
 
-    def __init__(self, engine: sa.Engine, table: sa.Table):
+    def __init__(self, engine: sa.Engine, table: sa.Table, reserve_ids: ReserveIds):
         self.engine = engine
         self.table = table
-        self.insert_sql = str(
-            sa.insert(table)
-            .values({c.name: sa.bindparam(c.name) for c in table.columns})
-            .compile(dialect=engine.dialect)
-        )
-        self.sequence_sql = sa.text(
-            f"SELECT nextval(pg_get_serial_sequence('{table.name}', 'id')) FROM generate_series(1, :n)"
-        )
+        self.statement = InsertStatement(engine, table)
+        self.reserve_ids = reserve_ids
+        self.sqlite = engine.dialect.name == "sqlite"
         self.ids: deque[int] = deque()
         self.ids_lock = threading.Lock()
         self.cond = threading.Condition()
@@ -78,7 +88,6 @@ class RowWriter:
         self.queued = 0  # sequence number of the last row queued
         self.waiters = 0  # threads waiting for their rows: write now, do not linger
         self.written = 0  # every row up to this sequence number is written (or given up)
-        self.pid = os.getpid()
         self.thread: threading.Thread | None = None
 
     def __repr__(self) -> str:
@@ -133,8 +142,7 @@ class RowWriter:
             return self.ids.popleft()
 
     def _fetch_ids(self) -> list[int]:
-        with self.engine.connect() as connection:
-            return list(connection.execute(self.sequence_sql, {"n": ID_BLOCK}).scalars())
+        return self.reserve_ids(ID_BLOCK)
 
     # -- the writer thread -------------------------------------------------------------------
 
@@ -171,20 +179,18 @@ class RowWriter:
 
     def _insert(self, rows: list[dict[str, Any]]) -> None:
         """One transaction, one compiled statement on a raw connection (SQLAlchemy's per-statement
-        work would hold the GIL several times longer; see record.RowInserter)."""
-        connection = self.engine.raw_connection()
-        try:
-            cursor = connection.cursor()
+        work would hold the GIL several times longer; see rows.py)."""
+        params = [self.statement.params(row) for row in rows]
+        deadline = time.monotonic() + LOCK_PATIENCE
+        while True:
             try:
-                cursor.executemany(self.insert_sql, rows)
-            finally:
-                cursor.close()
-            connection.commit()
-        except BaseException:
-            connection.invalidate()  # a failed transaction or a dead connection: start clean
-            raise
-        finally:
-            connection.close()
+                with raw_cursor(self.engine, commit_mode="commit") as cursor:
+                    cursor.executemany(self.statement.sql, params)
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
 
     def _top_up_ids(self) -> None:
         """Fetch the next id block here rather than in a caller's call."""
@@ -198,43 +204,58 @@ class RowWriter:
             self.ids.extend(fresh)
 
 
-_writers: weakref.WeakKeyDictionary[sa.Engine, RowWriter] = weakref.WeakKeyDictionary()
+_writers: weakref.WeakKeyDictionary[sa.Engine, tuple[int, RowWriter | None]] = weakref.WeakKeyDictionary()
 _writers_lock = threading.Lock()
 
 
-def writer_for(app_engine: sa.Engine, log_engine: sa.Engine, table: sa.Table) -> RowWriter:
-    """The writer of this process for `app_engine`'s request rows (a new one after a fork)."""
-    writer = _writers.get(app_engine)
-    if writer is not None and writer.pid == os.getpid():
-        return writer
+def writer_for(app_engine: sa.Engine, log_engine: sa.Engine, table: sa.Table) -> RowWriter | None:
+    """The writer of this process for `app_engine`'s request rows (a new one after a fork),
+    or None where rows cannot be written behind the call (see `rows.id_reserver`)."""
+    known = _writers.get(app_engine)
+    if known is not None and known[0] == os.getpid():
+        return known[1]
     with _writers_lock:
-        writer = _writers.get(app_engine)
-        if writer is None or writer.pid != os.getpid():
-            writer = RowWriter(log_engine, table)
-            _writers[app_engine] = writer
-            if not event.contains(app_engine, "before_cursor_execute", _read_barrier):
+        known = _writers.get(app_engine)
+        if known is None or known[0] != os.getpid():
+            known = _writers[app_engine] = (os.getpid(), _new_writer(log_engine, table))
+            barrier_missing = not event.contains(app_engine, "before_cursor_execute", _read_barrier)
+            if known[1] is not None and barrier_missing:
                 event.listen(app_engine, "before_cursor_execute", _read_barrier)
-        return writer
+        return known[1]
 
 
-def _read_barrier(connection: sa.Connection, *_: Any) -> None:
-    writer = _writers.get(connection.engine)
-    if writer is not None and writer.pid == os.getpid():
-        writer.wait_for_thread()
+def _new_writer(engine: sa.Engine, table: sa.Table) -> RowWriter | None:
+    if shares_caller_connection(engine):  # one connection for everyone: nothing to write with
+        return None
+    reserve_ids = id_reserver(engine, table)
+    return RowWriter(engine, table, reserve_ids) if reserve_ids is not None else None
+
+
+def _writers_here() -> list[RowWriter]:
+    pid = os.getpid()
+    return [writer for owner, writer in list(_writers.values()) if owner == pid and writer is not None]
+
+
+def _read_barrier(connection: sa.Connection, cursor: Any, *_: Any) -> None:
+    known = _writers.get(connection.engine)
+    if known is None or known[1] is None or known[0] != os.getpid():
+        return
+    writer = known[1]
+    if writer.sqlite and cursor.connection.in_transaction:
+        return  # this connection may hold the write lock the writer needs; see the module's docstring
+    writer.wait_for_thread()
 
 
 def wait_for_thread_rows() -> None:
     """Wait until the rows this thread queued, for any app, are committed."""
-    for writer in list(_writers.values()):
-        if writer.pid == os.getpid():
-            writer.wait_for_thread()
+    for writer in _writers_here():
+        writer.wait_for_thread()
 
 
 def wait_for_all_rows() -> None:
     """Wait until every row queued in this process is committed (cache-hit flush, exit)."""
-    for writer in list(_writers.values()):
-        if writer.pid == os.getpid():
-            writer.wait_for()
+    for writer in _writers_here():
+        writer.wait_for()
 
 
 atexit.register(wait_for_all_rows)

@@ -88,6 +88,8 @@ def upgrade():
         sa.Column("failure_class", sa.String(255), nullable=True),
         *_timestamps(),
         sa.PrimaryKeyConstraint("id", name=f"pk_{p}_requests"),
+        # Ids handed out ahead of their rows come from sqlite_sequence (pipeline/rows.py).
+        sqlite_autoincrement=True,
     )
     op.create_index(
         f"ix_{p}_req_int_created",
