@@ -4,12 +4,18 @@
 
 For each backend it makes `--calls` GETs to a loopback server with a raw
 `httpx.Client.get` and with `integration.at(...).get(url)` (logging on, one
-request row per call), in alternating blocks, and prints the median time of
-each, the median overhead in milliseconds and the ratio; then the mean per
-call with each pipeline block timed until its rows are committed, which
-charges the background row writer (PostgreSQL) to the pipeline. SQLite runs in WAL mode with
-synchronous=NORMAL (the settings the docs recommend); PostgreSQL + Redis runs
-when both are reachable.
+request row per call), twice:
+
+- in pairs (one raw call, then one pipeline call), printing the median of the
+  per-pair differences (the added milliseconds per call) and of the per-pair
+  ratios. A pair lasts about 2 ms, so a machine whose speed drifts from one
+  second to the next slows both of its calls alike;
+- in alternating blocks of 100, printing each path's median, and the mean per
+  call with each pipeline block timed until its rows are committed, which
+  charges the background row writer to the pipeline.
+
+SQLite runs in WAL mode with synchronous=NORMAL (the settings the docs
+recommend); PostgreSQL + Redis runs when both are reachable.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import httpx
 import sqlalchemy as sa
@@ -70,15 +77,16 @@ def build_app(database_url: str, redis_url: str | None) -> Flask:
     return app
 
 
-def measure(app: Flask, url: str, calls: int, block: int = 100) -> tuple[float, float, float, float]:
-    """Median latency of each path, and its mean cost per call including the rows' write.
+class Figures(NamedTuple):
+    paired_added: float  # ms, median of (pipeline - raw) over pairs
+    paired_ratio: float  # median of pipeline / raw over pairs
+    raw_median: float
+    pipeline_median: float
+    raw_mean: float
+    pipeline_mean: float  # including the time until the block's rows are committed
 
-    The paths run in alternating blocks of `block` calls; each pipeline block ends
-    when its request rows are committed, so rows written by the background writer
-    (PostgreSQL) count in the pipeline's mean and never slow down a raw block.
-    """
-    raw_times, pipeline_times = [], []
-    raw_total = pipeline_total = 0.0
+
+def measure(app: Flask, url: str, calls: int, block: int = 100) -> Figures:
     with app.app_context():
         integration = app.extensions["integrations"].create("bench", "bench", {"token": "t"})
         raw = httpx.Client()
@@ -86,40 +94,71 @@ def measure(app: Flask, url: str, calls: int, block: int = 100) -> tuple[float, 
             raw.get(url)
             integration.at("bench").get(url)
         wait_for_all_rows()
-        for _ in range(calls // block):
-            block_started = time.perf_counter()
-            for _ in range(block):
-                started = time.perf_counter()
-                raw.get(url)
-                raw_times.append(time.perf_counter() - started)
-            raw_total += time.perf_counter() - block_started
-            block_started = time.perf_counter()
-            for _ in range(block):
-                started = time.perf_counter()
-                integration.at("bench").get(url)
-                pipeline_times.append(time.perf_counter() - started)
-            wait_for_all_rows()
-            pipeline_total += time.perf_counter() - block_started
+        added, ratios = measure_pairs(raw, integration, url, calls)
+        blocks = measure_blocks(raw, integration, url, calls, block)
         rows = db.session.scalar(sa.select(sa.func.count()).select_from(IntegrationRequest))
-        assert rows == 50 + calls // block * block, rows
+        assert rows == 50 + calls + calls // block * block, rows
         db.session.remove()
+    return Figures(statistics.median(added), statistics.median(ratios), *blocks)
+
+
+def measure_pairs(raw: httpx.Client, integration, url: str, calls: int) -> tuple[list[float], list[float]]:
+    added, ratios = [], []
+    for _ in range(calls):
+        started = time.perf_counter()
+        raw.get(url)
+        raw_time = time.perf_counter() - started
+        started = time.perf_counter()
+        integration.at("bench").get(url)
+        pipeline_time = time.perf_counter() - started
+        added.append((pipeline_time - raw_time) * 1000)
+        ratios.append(pipeline_time / raw_time)
+    wait_for_all_rows()
+    return added, ratios
+
+
+def measure_blocks(raw: httpx.Client, integration, url: str, calls: int, block: int) -> list[float]:
+    """Median latency of each path, and its mean cost per call including the rows' write.
+
+    Each pipeline block ends when its request rows are committed, so rows written
+    by the background writer count in the pipeline's mean and never slow down a
+    raw block.
+    """
+    raw_times, pipeline_times = [], []
+    raw_total = pipeline_total = 0.0
+    for _ in range(calls // block):
+        block_started = time.perf_counter()
+        for _ in range(block):
+            started = time.perf_counter()
+            raw.get(url)
+            raw_times.append(time.perf_counter() - started)
+        raw_total += time.perf_counter() - block_started
+        block_started = time.perf_counter()
+        for _ in range(block):
+            started = time.perf_counter()
+            integration.at("bench").get(url)
+            pipeline_times.append(time.perf_counter() - started)
+        wait_for_all_rows()
+        pipeline_total += time.perf_counter() - block_started
     done = calls // block * block
-    return (
+    return [
         statistics.median(raw_times) * 1000,
         statistics.median(pipeline_times) * 1000,
         raw_total / done * 1000,
         pipeline_total / done * 1000,
-    )
+    ]
 
 
-def report(label: str, raw_ms: float, pipeline_ms: float, raw_mean: float, pipeline_mean: float) -> None:
+def report(label: str, figures: Figures) -> None:
+    f = figures
+    print(f"{label:<22} in pairs: added {f.paired_added:6.3f} ms  ratio {f.paired_ratio:4.2f}x   (medians)")
     print(
-        f"{label:<22} median: raw httpx {raw_ms:6.3f} ms  pipeline {pipeline_ms:6.3f} ms  "
-        f"added {pipeline_ms - raw_ms:6.3f} ms  ratio {pipeline_ms / raw_ms:4.2f}x"
+        f"{'':<22} in blocks: raw httpx {f.raw_median:6.3f} ms  pipeline {f.pipeline_median:6.3f} ms  "
+        f"added {f.pipeline_median - f.raw_median:6.3f} ms   (medians)"
     )
     print(
-        f"{'':<22} mean incl. row writes: raw {raw_mean:6.3f} ms  pipeline {pipeline_mean:6.3f} ms  "
-        f"added {pipeline_mean - raw_mean:6.3f} ms  ratio {pipeline_mean / raw_mean:4.2f}x"
+        f"{'':<22} in blocks, rows written: raw {f.raw_mean:6.3f} ms  pipeline {f.pipeline_mean:6.3f} ms  "
+        f"added {f.pipeline_mean - f.raw_mean:6.3f} ms   (means)"
     )
 
 
@@ -133,11 +172,9 @@ def main() -> None:
     args = parser.parse_args()
     server_url, server = start_server_process()
     url = server_url + "/status/200"
-    print(f"{args.calls} GETs per path, median per call, loopback server process at {server_url}")
+    print(f"{args.calls} GETs per path in pairs and again in blocks, loopback server process at {server_url}")
     with tempfile.TemporaryDirectory() as tmp:
-        report(
-            "SQLite (WAL), memory", *measure(build_app(f"sqlite:///{tmp}/bench.db", None), url, args.calls)
-        )
+        report("SQLite (WAL), memory", measure(build_app(f"sqlite:///{tmp}/bench.db", None), url, args.calls))
     if reachable(args.postgres):
         import redis
 
@@ -147,7 +184,7 @@ def main() -> None:
         except redis.RedisError:
             redis_url = None
         label = "PostgreSQL + Redis" if redis_url else "PostgreSQL, memory"
-        report(label, *measure(build_app(args.postgres, redis_url), url, args.calls))
+        report(label, measure(build_app(args.postgres, redis_url), url, args.calls))
     else:
         print("PostgreSQL not reachable: skipped (bash .ci/run starts one)")
     server.terminate()

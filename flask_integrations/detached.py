@@ -43,8 +43,25 @@ def caller_holds_sqlite_write_lock(session: Session, engine: sa.Engine) -> bool:
         return False
     if shares_caller_connection(engine):
         return True
-    connection = session.connection(bind_arguments={"bind": engine})
+    connection = _connection_held(session, transaction, engine)
+    if connection is None:  # the transaction has not touched this database yet: no lock
+        return False
     return bool(getattr(connection.connection.dbapi_connection, "in_transaction", False))
+
+
+def _connection_held(session: Session, transaction: Any, engine: sa.Engine) -> sa.Connection | None:
+    """The connection the session's transaction holds on `engine`, without checking one out.
+
+    SQLAlchemy keeps them in `SessionTransaction._connections` (shared with
+    nested transactions); this is called for every request row, and the
+    public `session.connection()` costs ten times as much and checks out a
+    connection the caller may never have needed.
+    """
+    held = getattr(transaction, "_connections", None)
+    if not isinstance(held, dict):  # another SQLAlchemy release: the public way
+        return session.connection(bind_arguments={"bind": engine})
+    entry = held.get(engine)
+    return entry[0] if entry else None
 
 
 def run_detached(session: Session | scoped_session, engine: sa.Engine, work: Work, then: Then = None) -> bool:

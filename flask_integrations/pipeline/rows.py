@@ -44,6 +44,24 @@ class InsertStatement:
         self.order = list(compiled.positiontup or []) if compiled.positional else None
         sqlite = engine.dialect.name == "sqlite"
         self.datetime_columns = [c.name for c in columns if sqlite and _is_datetime(c)]
+        self.names = [c.name for c in columns]
+        preparer = engine.dialect.identifier_preparer
+        quoted_names = ", ".join(preparer.quote(name) for name in self.names)
+        self.copy_sql = f"COPY {preparer.format_table(table)} ({quoted_names}) FROM STDIN"
+
+    def write_many(self, cursor: Any, rows: list[dict[str, Any]]) -> None:
+        """Insert `rows` with one statement: COPY with psycopg 3, else `executemany`.
+
+        psycopg's `executemany` costs about 60 µs of Python a row, under the GIL
+        the calling threads need; its COPY about a third of that. sqlite3
+        loops over the rows in C.
+        """
+        if callable(getattr(cursor, "copy", None)):  # psycopg 3
+            with cursor.copy(self.copy_sql) as copy:
+                for row in rows:
+                    copy.write_row([row[name] for name in self.names])
+            return
+        cursor.executemany(self.sql, [self.params(row) for row in rows])
 
     def params(self, row: dict[str, Any]) -> Any:
         if self.datetime_columns:  # the storage format of SQLAlchemy's SQLite DateTime, in UTC

@@ -51,7 +51,7 @@ logger = logging.getLogger("flask_integrations")
 #: Ids reserved at a time; the writer thread reserves the next block when half are used.
 ID_BLOCK = 1000
 #: Seconds the writer waits for more rows before writing a batch (none when a thread waits).
-LINGER = 0.01
+LINGER = 0.05
 BATCH_MAX = 500
 QUEUE_MAX = 10_000
 #: Seconds the writer thread waits for work before it ends (an idle process keeps no thread).
@@ -180,12 +180,11 @@ class RowWriter:
     def _insert(self, rows: list[dict[str, Any]]) -> None:
         """One transaction, one compiled statement on a raw connection (SQLAlchemy's per-statement
         work would hold the GIL several times longer; see rows.py)."""
-        params = [self.statement.params(row) for row in rows]
         deadline = time.monotonic() + LOCK_PATIENCE
         while True:
             try:
                 with raw_cursor(self.engine, commit_mode="commit") as cursor:
-                    cursor.executemany(self.statement.sql, params)
+                    self.statement.write_many(cursor, rows)
                 return
             except sqlite3.OperationalError as exc:
                 if "locked" not in str(exc) or time.monotonic() > deadline:
