@@ -70,6 +70,19 @@ class QueuedJob:
         return f"<QueuedJob {self.func}{self.args!r} queue={self.queue!r} delay={self.delay}>"
 
 
+def attempt_note(attempt: int, allowed: int, will_retry: bool) -> str:
+    """`attempt 2 of 3, will retry` for a job's failure log line.
+
+    A replay or manual retry runs once more after the budget is spent; its
+    note says so rather than `attempt 4 of 3`.
+    """
+    if attempt <= allowed:
+        note = f"attempt {attempt} of {allowed}"
+    else:
+        note = f"attempt {attempt}: a manual retry after the {allowed} allowed"
+    return note + (", will retry" if will_retry else "")
+
+
 def function_path(func: Callable[..., Any] | str) -> str:
     """``module.function`` of an importable job function."""
     if isinstance(func, str):

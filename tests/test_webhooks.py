@@ -523,15 +523,17 @@ def _insert(status: str, attempts: int = 0, **values: Any) -> int:
     webhook_id = db.session.execute(
         sa.insert(table)
         .values(
-            provider="hooks",
-            payload='{"stored": true}',
-            headers={},
-            event_type="ping",
-            status=status,
-            attempts=attempts,
-            created_at=now,
-            updated_at=now,
-            **values,
+            {
+                "provider": "hooks",
+                "payload": '{"stored": true}',
+                "headers": {},
+                "event_type": "ping",
+                "status": status,
+                "attempts": attempts,
+                "created_at": now,
+                "updated_at": now,
+                **values,
+            }
         )
         .returning(table.c.id)
     ).scalar_one()
@@ -573,6 +575,20 @@ def test_replay_reruns_a_stored_webhook(app, ctx):
     assert result.exit_code == 0, result.output
     assert (rows()[0].status, rows()[0].attempts) == ("processed", 2)
     assert handled == [("ping", None, {"stored": True})]
+
+
+def test_a_failing_replay_past_the_attempt_budget_logs_what_it_was(app_factory, caplog):
+    app = app_factory(INTEGRATIONS_PROVIDERS=PROVIDERS, INTEGRATIONS_WEBHOOK={"max_attempts": 2})
+    with app.app_context():
+        FAILURES["left"] = 1
+        webhook_id = _insert("failed", attempts=2, event_type="fail")
+        with caplog.at_level(logging.WARNING, logger="flask_integrations"):
+            result = app.test_cli_runner().invoke(args=["integrations", "replay-webhook", str(webhook_id)])
+        assert result.exit_code == 0, result.output
+        assert (rows()[0].status, rows()[0].attempts) == ("failed", 3)
+        assert f"webhook {webhook_id} failed (attempt 3: a manual retry after the 2 allowed)" in caplog.text
+        assert "of 2" not in caplog.text
+        db.session.remove()
 
 
 def test_replay_of_an_unknown_id_is_one_clear_error(app, ctx):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from urllib.parse import parse_qsl
 
 import httpx
 
@@ -68,13 +67,9 @@ def redacted_url(url: httpx.URL) -> httpx.URL:
         keys = current_state().setting("REDACT_KEYS")
     except Exception:  # noqa: BLE001 - outside an app context, or an app without the extension
         keys = DEFAULTS["INTEGRATIONS_REDACT_KEYS"]
-    normalised = redact._normalise_keys(keys)
-    pairs = parse_qsl(url.query.decode("ascii", "replace"), keep_blank_values=True)
-    if not any(redact._normalise_key(k) in normalised for k, _ in pairs):
-        return url
-    return url.copy_with(
-        params=[(k, redact.REDACTED if redact._normalise_key(k) in normalised else v) for k, v in pairs]
-    )
+    query = url.query.decode("ascii", "replace")
+    redacted = redact.redact_query(query, redact_keys=keys)
+    return url if redacted == query else url.copy_with(query=redacted.encode("ascii", "replace"))
 
 
 logging.getLogger("httpx").addFilter(RedactedQueryFilter())

@@ -30,7 +30,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 from urllib.parse import quote, quote_plus, unquote_plus
 
-__all__ = ["REDACTED", "credential_secrets", "prepare_body", "redact", "scrub", "truncate"]
+__all__ = ["REDACTED", "credential_secrets", "prepare_body", "redact", "redact_query", "scrub", "truncate"]
 
 REDACTED = "[REDACTED]"
 
@@ -69,6 +69,11 @@ def prepare_body(
 def redact(data: Any, *, redact_keys: Iterable[str], paths: Iterable[str] = ()) -> Any:
     """A JSON-ready copy of `data` with redact keys and dot paths replaced by ``[REDACTED]``."""
     return _walk(data, _normalise_keys(redact_keys), _compile_paths(paths), 0, set())
+
+
+def redact_query(query: str, *, redact_keys: Iterable[str]) -> str:
+    """A urlencoded string (a URL's query, a form body) with the values of redact keys replaced."""
+    return _redact_form(query, _normalise_keys(redact_keys), ())
 
 
 def scrub(text: str | None, secrets: Iterable[str]) -> str | None:

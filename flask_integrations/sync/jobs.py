@@ -33,7 +33,7 @@ from ..models import Integration, IntegrationLog, IntegrationSyncItem
 from ..pipeline.redact import exception_text, integration_secrets
 from ..pipeline.timeline import collect_request_ids
 from ..providers import IncrementalSync, ScheduledSync
-from ..queue import enqueue
+from ..queue import attempt_note, enqueue
 from ..state import AppState, current_state
 from .session import SyncSession
 
@@ -343,12 +343,10 @@ def _item_failed(state: AppState, integration: Integration, row: Any, exc: BaseE
         enqueue_items(state, integration.provider, [row.id], delay=item_delay(state, row.attempts))
     session.commit()
     logger.warning(
-        "flask-integrations: sync item %s (%s) failed (attempt %s of %s%s): %s",
+        "flask-integrations: sync item %s (%s) failed (%s): %s",
         row.id,
         row.event_class,
-        row.attempts,
-        sync["item_tries"],
-        ", will retry" if retry else "",
+        attempt_note(row.attempts, int(sync["item_tries"]), retry),
         error,
     )
     if written and not retry:

@@ -14,6 +14,7 @@ from ..logs import operation_context
 from ..models import IntegrationWebhook
 from ..pipeline.redact import exception_text, integration_secrets
 from ..providers import NO_HANDLER, HandlesWebhooks
+from ..queue import attempt_note
 from ..state import AppState, current_state
 from . import service
 
@@ -144,11 +145,9 @@ def _record_failure(
         service.enqueue_processing(state, webhook_id, claimed, delay=service.retry_delay(state, claimed))
     session.commit()
     logger.warning(
-        "flask-integrations: webhook %s failed (attempt %s of %s%s): %s",
+        "flask-integrations: webhook %s failed (%s): %s",
         webhook_id,
-        claimed,
-        max_attempts,
-        ", will retry" if retry else "",
+        attempt_note(claimed, max_attempts, retry),
         error,
     )
     return status
