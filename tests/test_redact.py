@@ -369,9 +369,9 @@ def test_httpx_request_log_lines_redact_query_values_under_redact_keys(caplog):
 
     from flask_integrations.pipeline import http  # noqa: F401  (installs the filter)
 
-    url = httpx.URL("https://api.example.com/x?api_key=k-123456&q=ok&Password=p-654321")
+    url = httpx.URL("https://api.example.com/x?api_key=k-123456&q=ok&Password=p-654321&user[password]=s-777")
     with caplog.at_level(logging.INFO, "httpx"):
         logging.getLogger("httpx").info('HTTP Request: %s %s "%s %d %s"', "GET", url, "HTTP/1.1", 200, "OK")
-    assert "k-123456" not in caplog.text and "p-654321" not in caplog.text
+    assert "k-123456" not in caplog.text and "p-654321" not in caplog.text and "s-777" not in caplog.text
     assert "q=ok" in caplog.text
     assert "api_key=[REDACTED]" in caplog.text and "Password=[REDACTED]" in caplog.text
