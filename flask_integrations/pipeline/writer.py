@@ -14,7 +14,7 @@ in line:
   queued are committed (`wait_for_thread`). Signals with receivers wait too.
 - Nothing queued is dropped on a normal exit: the app context's teardown and
   `atexit` wait for the queue. A process killed with SIGKILL loses the rows it
-  had not written yet (at most one batch, milliseconds of calls), as a crash
+  had not written yet (about the last `LINGER` seconds of calls), as a crash
   loses any unflushed log.
 - The queue is bounded: when the database falls behind, callers wait for room.
 - A row the database refuses (say its integration is not committed yet) is
