@@ -47,6 +47,7 @@ DEFAULTS: dict[str, Any] = {
         "item_backoff": [10, 30, 120, 300, 900],
         "items_per_job": 50,
         "lock_ttl": 1800,
+        "pending_timeout": 300,
         "max_items_per_run": 10000,
     },
     "INTEGRATIONS_PRUNING": {
@@ -259,7 +260,9 @@ def _check_sections(c: dict[str, Any]) -> None:
     )
     positive_ints("INTEGRATIONS_WEBHOOK", "retry_delay", minimum=0)
     sync = c["INTEGRATIONS_SYNC"]
-    positive_ints("INTEGRATIONS_SYNC", "item_tries", "items_per_job", "lock_ttl", "max_items_per_run")
+    positive_ints(
+        "INTEGRATIONS_SYNC", "item_tries", "items_per_job", "lock_ttl", "pending_timeout", "max_items_per_run"
+    )
     _require(
         isinstance(sync["queues"], Mapping),
         "INTEGRATIONS_SYNC['queues'] must be a dict of provider key to queue name.",

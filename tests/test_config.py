@@ -73,6 +73,7 @@ def test_comma_separated_keys_are_a_list(tmp_path):
         ({"INTEGRATIONS_REDIS_URL": "localhost:6379"}, "INTEGRATIONS_REDIS_URL"),
         ({"INTEGRATIONS_URL_PREFIX": "integrations"}, "INTEGRATIONS_URL_PREFIX"),
         ({"INTEGRATIONS_SYNC": {"item_backoff": []}}, "INTEGRATIONS_SYNC['item_backoff']"),
+        ({"INTEGRATIONS_SYNC": {"pending_timeout": 0}}, "INTEGRATIONS_SYNC['pending_timeout']"),
         ({"INTEGRATIONS_DASHBOARD_AUTH": "yes"}, "INTEGRATIONS_DASHBOARD_AUTH must be a callable"),
         ({"SECRET_KEY": None}, "SECRET_KEY is not set but the dashboard and oauth blueprint is on"),
         (

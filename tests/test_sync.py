@@ -273,6 +273,20 @@ def test_a_sweep_resets_items_a_dead_worker_left_processing(feed, sync_app):
     assert refreshed(feed).sync_cursor == 20
 
 
+def test_pending_timeout_sets_when_the_sweep_requeues_an_item_whose_job_was_lost(feed, sync_app):
+    feed.sync_now()
+    state = sync_app.extensions["integrations"].state_for(sync_app)
+    items_table = state.tables["sync_items"]
+    db.session.execute(  # a never-tried item whose job Redis lost
+        sa.update(items_table).where(items_table.c.external_id == "e1").values(status="pending", attempts=0)
+    )
+    db.session.commit()
+    two_minutes_on = utcnow() + timedelta(seconds=120)
+    assert jobs.sweep(state, now=two_minutes_on)["requeued"] == 0  # the default waits 300 s
+    sync_app.config["INTEGRATIONS_SYNC"]["pending_timeout"] = 60
+    assert jobs.sweep(state, now=two_minutes_on)["requeued"] == 1
+
+
 # -- CLI ----------------------------------------------------------------------------------------
 
 

@@ -48,8 +48,6 @@ PENDING, PROCESSING, SUCCESS, SKIPPED, FAILED, PARTIAL = (
     "partial",
 )
 TERMINAL = (SUCCESS, SKIPPED, FAILED)
-#: a pending item never tried is re-enqueued by the sweep after this many seconds
-PENDING_TIMEOUT = 300
 _MAX_ERROR_BYTES = 8192
 
 
@@ -505,25 +503,27 @@ def sweep(state: AppState, processing_timeout: float | None = None, now: Any = N
     session = state.db.session
     items, logs = state.tables["sync_items"], state.tables["logs"]
     now = now or utcnow()
-    lock_ttl = int(state.setting("SYNC")["lock_ttl"])
+    settings = state.setting("SYNC")
+    lock_ttl = int(settings["lock_ttl"])
+    lost_after = int(settings["pending_timeout"])  # a never-tried pending item whose job was lost
     timeout = lock_ttl if processing_timeout is None else processing_timeout
     reset = session.execute(
         sa.update(items)
         .where(items.c.status == PROCESSING, items.c.updated_at < now - timedelta(seconds=timeout))
-        .values(status=PENDING, updated_at=now - timedelta(seconds=PENDING_TIMEOUT + 1))
+        .values(status=PENDING, updated_at=now - timedelta(seconds=lost_after + 1))
     ).rowcount
     session.commit()
-    shortest = min([PENDING_TIMEOUT, *[float(b) for b in state.setting("SYNC")["item_backoff"]]])
+    shortest = min([lost_after, *[float(b) for b in settings["item_backoff"]]])
     rows = session.execute(
         sa.select(items.c.id, items.c.attempts, items.c.updated_at, Integration.provider)
         .join(Integration.__table__, Integration.__table__.c.id == items.c.integration_id)
         .where(items.c.status == PENDING, items.c.updated_at <= now - timedelta(seconds=shortest))
         .order_by(items.c.id)
-        .limit(int(state.setting("SYNC")["max_items_per_run"]))
+        .limit(int(settings["max_items_per_run"]))
     ).all()
     due: dict[str, list[int]] = {}
     for row in rows:
-        wait = item_delay(state, row.attempts) if row.attempts else PENDING_TIMEOUT
+        wait = item_delay(state, row.attempts) if row.attempts else lost_after
         if row.updated_at <= now - timedelta(seconds=wait):
             due.setdefault(row.provider, []).append(row.id)
     for provider_key, ids in due.items():
