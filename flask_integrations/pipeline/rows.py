@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from datetime import UTC, datetime
 from typing import Any
 
@@ -82,7 +82,7 @@ def _is_datetime(column: sa.Column) -> bool:
 
 
 @contextmanager
-def autocommit(dbapi_connection: Any) -> Iterator[None]:
+def _autocommit(dbapi_connection: Any) -> Iterator[None]:
     """Statements run as they are sent; the connection goes back to the pool as it was."""
     if isinstance(dbapi_connection, sqlite3.Connection):
         previous = dbapi_connection.isolation_level
@@ -101,27 +101,21 @@ def autocommit(dbapi_connection: Any) -> Iterator[None]:
 
 
 @contextmanager
-def raw_cursor(engine: sa.Engine, commit_mode: str = "autocommit") -> Iterator[Any]:
+def raw_cursor(engine: sa.Engine, *, transaction: bool = False) -> Iterator[Any]:
     """A DBAPI cursor on a pooled connection; a failure discards the connection.
 
-    `commit_mode` "autocommit" sends each statement as is; "commit" commits
-    what the cursor did when the block ends.
+    Each statement commits as it runs, unless `transaction`: then the block's
+    statements are committed together when it ends.
     """
     connection = engine.raw_connection()
     try:
-        if commit_mode == "autocommit":
-            with autocommit(connection.dbapi_connection):
-                cursor = connection.cursor()
-                try:
-                    yield cursor
-                finally:
-                    cursor.close()
-        else:
+        with nullcontext() if transaction else _autocommit(connection.dbapi_connection):
             cursor = connection.cursor()
             try:
                 yield cursor
             finally:
                 cursor.close()
+        if transaction:
             connection.commit()
     except BaseException:
         connection.invalidate()  # a failed transaction or a dead connection: start clean

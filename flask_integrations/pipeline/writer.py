@@ -183,7 +183,7 @@ class RowWriter:
         deadline = time.monotonic() + LOCK_PATIENCE
         while True:
             try:
-                with raw_cursor(self.engine, commit_mode="commit") as cursor:
+                with raw_cursor(self.engine, transaction=True) as cursor:
                     self.statement.write_many(cursor, rows)
                 return
             except sqlite3.OperationalError as exc:
