@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -105,6 +106,48 @@ def test_signal_receivers_see_the_committed_row(api, server, slow_writer):
     with signals.request_completed.connected_to(receiver):
         api.at("ping").get(server.url + "/json")
     assert seen and seen[0][1] == 1
+
+
+@pytest.fixture
+def body_threads(monkeypatch) -> list[str]:
+    """The threads that redacted a body, in order."""
+    from flask_integrations.pipeline import redact
+
+    threads: list[str] = []
+    prepare = redact.prepare_body
+
+    def noting(data, **options):
+        if data is not None:
+            threads.append(threading.current_thread().name)
+        return prepare(data, **options)
+
+    monkeypatch.setattr(redact, "prepare_body", noting)
+    return threads
+
+
+def test_the_response_body_is_redacted_in_the_writer_thread(api, server, body_threads):
+    api.at("ping").get(server.url + "/json")
+    writer_module.wait_for_all_rows()
+    assert body_threads == ["flask-integrations-rows"]  # the call did not wait for it
+
+
+def test_a_response_body_over_the_stored_maximum_is_cut_before_it_is_queued(
+    app_factory, server, body_threads
+):
+    app = app_factory(INTEGRATIONS_LOG_BODY_MAX_BYTES=10)
+    with app.app_context():
+        ext = app.extensions["integrations"]
+        ext.register("api", Api)
+        ext.create("api", "API", {}).at("ping").get(server.url + "/json")
+        assert body_threads == [threading.current_thread().name]  # queued rows stay small
+        db.session.remove()
+
+
+def test_the_stored_response_is_the_one_received_though_the_caller_changes_it(api, server, slow_writer):
+    value = api.at("ping").get(server.url + "/json")
+    value["path"] = "changed by the caller"
+    stored = db.session.scalars(sa.select(IntegrationRequest.response_data)).one()
+    assert json.loads(stored)["path"] == "/json"
 
 
 def test_a_refused_row_is_logged_and_its_batch_neighbours_are_written(api, caplog):

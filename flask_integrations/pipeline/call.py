@@ -24,7 +24,7 @@ from . import breaker, cache, classify, idempotency, ratelimit, redact, retry, t
 from .context import RequestContext, activate, wants_context
 from .http import client, decode, join_url
 from .record import CallLog, log_engine, write_attempt
-from .writer import wait_for_all_rows, wait_for_thread_rows
+from .writer import Finish, wait_for_all_rows, wait_for_thread_rows
 
 if TYPE_CHECKING:  # pragma: no cover
     from .builder import RequestBuilder
@@ -362,7 +362,6 @@ def record(
         "secrets": secrets,
         "max_bytes": state.setting("LOG_BODY_MAX_BYTES"),
     }
-    response_body = decode(outcome.value) if isinstance(outcome.value, httpx.Response) else outcome.value
     related_type, related_id = (
         polymorphic_ref(spec.related, "related") if spec.related is not None else (None, None)
     )
@@ -381,11 +380,7 @@ def record(
         )
         if log_bodies
         else None,
-        "response_data": redact.prepare_body(
-            response_body, paths=getattr(provider, "sensitive_response_fields", ()), **body_options
-        )
-        if log_bodies
-        else None,
+        "response_data": None,
         "error": error,
         "duration_ms": outcome.duration_ms,
         "idempotency_key": spec.idempotency_key,
@@ -416,7 +411,35 @@ def record(
         else:
             signal.send(state.app, error=error, failure_class=outcome.failure, **common)
 
-    write_attempt(state, call_log, values, then)
+    finish = None
+    if log_bodies:
+        response_paths = getattr(provider, "sensitive_response_fields", ())
+        finish = response_body_later(outcome, target, response_paths, body_options)
+        if finish is None:
+            value = outcome.value
+            body = decode(value) if isinstance(value, httpx.Response) else value
+            values["response_data"] = redact.prepare_body(body, paths=response_paths, **body_options)
+    write_attempt(state, call_log, values, then, finish)
+
+
+def response_body_later(
+    outcome: Outcome, target: Any, paths: Any, body_options: dict[str, Any]
+) -> Finish | None:
+    """The redaction of the response body, to run in the row writer's thread, or None to run it now.
+
+    Only a body read from an `httpx.Response` waits: the response's bytes cannot
+    change, where the caller may change the value it was given. A body larger
+    than the stored maximum is redacted now, so that queued rows stay small.
+    """
+    response = outcome.response
+    if response is None or (callable(target) and outcome.value is not response):
+        return None  # no response, or an SDK's own value, which its caller now holds
+    try:
+        if len(response.content) > body_options["max_bytes"]:
+            return None
+    except httpx.ResponseNotRead:
+        return None
+    return lambda: {"response_data": redact.prepare_body(decode(response), paths=paths, **body_options)}
 
 
 def provider_request_id(ctx: RequestContext, response: httpx.Response | None) -> str | None:

@@ -24,7 +24,7 @@ from ..clock import utcnow
 from ..detached import caller_holds_sqlite_write_lock, run_detached, shares_caller_connection
 from ..state import AppState
 from .rows import InsertStatement, raw_cursor
-from .writer import writer_for
+from .writer import Finish, writer_for
 
 _log_engines: weakref.WeakKeyDictionary[sa.Engine, tuple[int, sa.Engine]] = weakref.WeakKeyDictionary()
 _engines_lock = threading.Lock()
@@ -104,21 +104,33 @@ class CallLog:
 
 
 def write_attempt(
-    state: AppState, call: CallLog, values: dict[str, Any], then: Callable[[int | None], None]
+    state: AppState,
+    call: CallLog,
+    values: dict[str, Any],
+    then: Callable[[int | None], None],
+    finish: Finish | None = None,
 ) -> None:
-    """Insert the attempt's row (now, or after the caller's transaction) and call `then(row_id)`."""
+    """Insert the attempt's row (now, or after the caller's transaction) and call `then(row_id)`.
+
+    `finish()` returns the rest of the row's values; the writer thread runs it
+    where the row is written behind the call.
+    """
     table = state.tables["requests"]
     engine = log_engine(state)
 
-    def row() -> dict[str, Any]:
+    def row(finished: bool = True) -> dict[str, Any]:
         now = utcnow()
-        return {**values, "retry_of": call.retry_of(), "created_at": now, "updated_at": now}
+        rest = finish() if finished and finish is not None else {}
+        return {**values, **rest, "retry_of": call.retry_of(), "created_at": now, "updated_at": now}
 
     session = state.db.session()
     held = caller_holds_sqlite_write_lock(session, engine)
     writer = None if held else writer_for(app_engine(state), engine, table)
     if writer is not None or not (held or shares_caller_connection(engine)):
-        row_id = writer.submit(row()) if writer is not None else inserter(engine, table).insert(row())
+        if writer is not None:
+            row_id = writer.submit(row(finished=False), finish)
+        else:
+            row_id = inserter(engine, table).insert(row())
         call.remember(row_id)
         then(row_id)
         return

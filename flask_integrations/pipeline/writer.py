@@ -38,6 +38,7 @@ import threading
 import time
 import weakref
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 import sqlalchemy as sa
@@ -60,6 +61,11 @@ IDLE_EXIT = 30.0
 WAIT_TIMEOUT = 10.0
 #: Seconds a batch is tried again while SQLite says the database is locked.
 LOCK_PATIENCE = 60.0
+
+#: Runs in the writer thread and returns the rest of a row's values.
+Finish = Callable[[], dict[str, Any]]
+#: (sequence number, row, finish)
+Queued = tuple[int, dict[str, Any], Finish | None]
 
 _thread_seen = threading.local()
 
@@ -84,7 +90,7 @@ class RowWriter:
         self.ids: deque[int] = deque()
         self.ids_lock = threading.Lock()
         self.cond = threading.Condition()
-        self.queue: deque[tuple[int, dict[str, Any]]] = deque()
+        self.queue: deque[Queued] = deque()
         self.queued = 0  # sequence number of the last row queued
         self.waiters = 0  # threads waiting for their rows: write now, do not linger
         self.written = 0  # every row up to this sequence number is written (or given up)
@@ -95,14 +101,19 @@ class RowWriter:
 
     # -- callers ---------------------------------------------------------------------------
 
-    def submit(self, row: dict[str, Any]) -> int:
-        """Queue `row` and return the id it will have."""
+    def submit(self, row: dict[str, Any], finish: Finish | None = None) -> int:
+        """Queue `row` and return the id it will have.
+
+        `finish()`, when given, runs in the writer thread before the insert and
+        returns more of the row's values (the redacted response body: work the
+        call need not wait for).
+        """
         row_id = self._next_id()
         with self.cond:
             while len(self.queue) >= QUEUE_MAX:
                 self.cond.wait(1.0)
             self.queued += 1
-            self.queue.append((self.queued, {**row, "id": row_id}))
+            self.queue.append((self.queued, {**row, "id": row_id}, finish))
             _seen()[self] = self.queued
             if self.thread is None:
                 self.thread = threading.Thread(target=self._run, name="flask-integrations-rows", daemon=True)
@@ -156,14 +167,15 @@ class RowWriter:
                 # GIL from the calling threads less often.
                 self.cond.wait_for(lambda: len(self.queue) >= BATCH_MAX or self.waiters > 0, LINGER)
                 batch = [self.queue.popleft() for _ in range(min(len(self.queue), BATCH_MAX))]
+            _finish(batch)
             self._write(batch)
             self._top_up_ids()
             with self.cond:
                 self.written = batch[-1][0]
                 self.cond.notify_all()
 
-    def _write(self, batch: list[tuple[int, dict[str, Any]]]) -> None:
-        rows = [row for _, row in batch]
+    def _write(self, batch: list[Queued]) -> None:
+        rows = [row for _, row, _ in batch]
         try:
             self._insert(rows)
             return
@@ -201,6 +213,17 @@ class RowWriter:
             return
         with self.ids_lock:
             self.ids.extend(fresh)
+
+
+def _finish(batch: list[Queued]) -> None:
+    for _, row, finish in batch:
+        if finish is None:
+            continue
+        try:
+            row.update(finish())
+        except Exception:  # noqa: BLE001 - the row is still worth writing without those values
+            logger.exception("flask-integrations could not finish request row %s", row["id"])
+        time.sleep(0)  # let a calling thread that waits for the GIL go first
 
 
 _writers: weakref.WeakKeyDictionary[sa.Engine, tuple[int, RowWriter | None]] = weakref.WeakKeyDictionary()
