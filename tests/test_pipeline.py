@@ -624,3 +624,28 @@ def test_a_failing_request_log_does_not_fail_the_call(api, monkeypatch, caplog):
     with caplog.at_level(logging.ERROR, logger="flask_integrations"):
         assert api.at("ok").get("/json")["path"] == "/json"
     assert "could not write the request row" in caplog.text
+
+
+def test_the_example_in_the_docs_runs_and_runs_again(tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    text = (root / "docs" / "requests.md").read_text()
+    code = re.search(r"## A runnable example\s+```python\n(.*?)```", text, re.S).group(1)
+    (tmp_path / "requests_example.py").write_text(code)
+    for _ in range(2):  # a second run starts fresh
+        done = subprocess.run(
+            [sys.executable, "requests_example.py"],
+            cwd=tmp_path,
+            env={**os.environ, "PYTHONPATH": str(root)},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 0, done.stderr
+        lines = done.stdout.splitlines()
+        assert lines[:2] == ["{'hello': 'world'}"] * 2
+        assert lines[2].startswith("GET hello 200 ")
