@@ -196,6 +196,23 @@ def child_env(database_url: str, redis_url: str | None, **extra: str) -> dict[st
     return env
 
 
+@contextlib.contextmanager
+def sync_fault_env(
+    database_url: str, redis_url: str, tmp_path: Path, items: int, slow: str
+) -> Iterator[tuple[dict[str, str], Path]]:
+    """The workers' environment for a sync scenario of `items` items taking `slow` seconds each,
+    and the file every side effect is noted in (by this process too, while the block runs)."""
+    events = tmp_path / "events.jsonl"
+    env = child_env(
+        database_url, redis_url, SYNC_TEST_ITEMS=str(items), SYNC_TEST_SLOW=slow, FAULT_EVENTS=str(events)
+    )
+    os.environ["FAULT_EVENTS"] = str(events)
+    try:
+        yield env, events
+    finally:
+        os.environ.pop("FAULT_EVENTS", None)
+
+
 def flask_cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
     done = subprocess.run(
         [sys.executable, "-m", "flask", "integrations", *args],
@@ -586,12 +603,7 @@ SYNC_ITEMS = 1500
 def test_postgres_restarted_during_a_sync_run(pg, rds, procs, figures_dir, tmp_path):
     database = "faults_sync_pg"
     url = pg.create_database(database)
-    events = tmp_path / "events.jsonl"
-    env = child_env(
-        url, rds.url, SYNC_TEST_ITEMS=str(SYNC_ITEMS), SYNC_TEST_SLOW="0.004", FAULT_EVENTS=str(events)
-    )
-    os.environ["FAULT_EVENTS"] = str(events)
-    try:
+    with sync_fault_env(url, rds.url, tmp_path, SYNC_ITEMS, "0.004") as (env, events):
         app = parent_app(url, rds.url)
         workers = procs.supervised_workers(env, [False, True])
         started = time.monotonic()
@@ -611,8 +623,6 @@ def test_postgres_restarted_during_a_sync_run(pg, rds, procs, figures_dir, tmp_p
         seconds = time.monotonic() - started
         state = sync_end_state(pg, database, integration_id, log_id, events)
         assert_sync_complete(state, SYNC_ITEMS, log_id)
-    finally:
-        os.environ.pop("FAULT_EVENTS", None)
     write_figures(
         figures_dir,
         "postgres_restart_during_sync_run",
@@ -769,12 +779,7 @@ def test_redis_restarted_during_request_pipelines_and_a_sync_run(
     pipeline_seconds = time.monotonic() - started
 
     # (b) a sync run whose RQ jobs are lost with a Redis restart
-    events = tmp_path / "events.jsonl"
-    env = child_env(
-        url, rds.url, SYNC_TEST_ITEMS=str(SYNC_ITEMS), SYNC_TEST_SLOW="0.004", FAULT_EVENTS=str(events)
-    )
-    os.environ["FAULT_EVENTS"] = str(events)
-    try:
+    with sync_fault_env(url, rds.url, tmp_path, SYNC_ITEMS, "0.004") as (env, events):
         workers = procs.supervised_workers(env, [False, True])
         sync_started = time.monotonic()
         integration_id, log_id = start_sync(app, pg, database, SYNC_ITEMS)
@@ -788,8 +793,6 @@ def test_redis_restarted_during_request_pipelines_and_a_sync_run(
         sync_seconds = time.monotonic() - sync_started
         state = sync_end_state(pg, database, integration_id, log_id, events)
         assert_sync_complete(state, SYNC_ITEMS, log_id)
-    finally:
-        os.environ.pop("FAULT_EVENTS", None)
     write_figures(
         figures_dir,
         "redis_restart_during_pipelines_and_sync",
@@ -824,12 +827,7 @@ KILL_PHASE = 30.0  # seconds of kills; the documented recovery finishes the run 
 def test_workers_sigkilled_repeatedly_during_a_large_run(pg, rds, procs, figures_dir, tmp_path):
     database = "faults_kills"
     url = pg.create_database(database)
-    events = tmp_path / "events.jsonl"
-    env = child_env(
-        url, rds.url, SYNC_TEST_ITEMS=str(KILL_ITEMS), SYNC_TEST_SLOW="0.003", FAULT_EVENTS=str(events)
-    )
-    os.environ["FAULT_EVENTS"] = str(events)
-    try:
+    with sync_fault_env(url, rds.url, tmp_path, KILL_ITEMS, "0.003") as (env, events):
         app = parent_app(url, rds.url)
         # --simple: the job runs in the worker process, so SIGKILL really kills the item in flight
         # (a forking worker's work horse lives in a session of its own and would survive killpg)
@@ -850,8 +848,6 @@ def test_workers_sigkilled_repeatedly_during_a_large_run(pg, rds, procs, figures
         seconds = time.monotonic() - started
         state = sync_end_state(pg, database, integration_id, log_id, events)
         assert_sync_complete(state, KILL_ITEMS, log_id)
-    finally:
-        os.environ.pop("FAULT_EVENTS", None)
     write_figures(
         figures_dir,
         "workers_sigkilled_during_large_run",
