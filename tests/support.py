@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
+import subprocess
+import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from flask import Flask
@@ -55,6 +59,27 @@ class Tickets(Provider, HasHealthCheck):
 
 class Loose(Provider):
     """A provider that accepts any dict."""
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_docs_example(doc: str, pattern: str, cwd: Path, **env: str) -> list[str]:
+    """Run the code `pattern` finds in `docs/<doc>` (its group 1) as a script in `cwd`, with the
+    repository importable and `env` added; assert that it exits 0, and return its output lines."""
+    code = re.search(pattern, (ROOT / "docs" / doc).read_text(), re.S)[1]
+    script = cwd / f"{Path(doc).stem}_example.py"
+    script.write_text(code)
+    done = subprocess.run(
+        [sys.executable, script.name],
+        cwd=cwd,
+        env={**os.environ, "PYTHONPATH": str(ROOT), **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout.splitlines()
 
 
 def make_app(database_url: str, **config: Any) -> Flask:

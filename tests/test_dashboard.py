@@ -18,7 +18,7 @@ from flask_integrations.queue import run_queued_jobs
 from flask_integrations.state import current_state
 from flask_integrations.store import get_store
 from flask_integrations.testing import send_webhook
-from tests.support import Loose, Tickets, db
+from tests.support import Loose, Tickets, db, run_docs_example
 
 DASH = "/integrations/dashboard"
 SECRET = "sk-live-PLANTED-7f3a9c"
@@ -937,24 +937,9 @@ def test_the_demo_links_to_its_dashboard_which_shows_its_data(demo_client):
 
 @pytest.mark.slow
 def test_the_access_example_in_the_docs_runs(tmp_path):
-    import os
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    root = Path(__file__).resolve().parents[1]
-    code = re.search(r"```python\n(import hmac.*?)```", (root / "docs" / "dashboard.md").read_text(), re.S)[1]
-    (tmp_path / "dashboard_example.py").write_text(code)
-    done = subprocess.run(
-        [sys.executable, "dashboard_example.py"],
-        cwd=tmp_path,
-        env={**os.environ, "PYTHONPATH": str(root), "DASHBOARD_PASSWORD": "s3cret"},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.splitlines() == ["401", "200 True"]
+    pattern = r"```python\n(import hmac.*?)```"
+    lines = run_docs_example("dashboard.md", pattern, tmp_path, DASHBOARD_PASSWORD="s3cret")
+    assert lines == ["401", "200 True"]
 
 
 @pytest.mark.parametrize(

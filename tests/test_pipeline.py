@@ -29,7 +29,7 @@ from flask_integrations import (
 )
 from flask_integrations.pipeline.context import RequestContext
 from tests.conftest import reset_tables
-from tests.support import db, make_app
+from tests.support import db, make_app, run_docs_example
 from tests.upstream import UpstreamServer
 
 FAST_RETRIES = {"INTEGRATIONS_RETRY_AFTER_MAX": 0.01}
@@ -627,25 +627,7 @@ def test_a_failing_request_log_does_not_fail_the_call(api, monkeypatch, caplog):
 
 
 def test_the_example_in_the_docs_runs_and_runs_again(tmp_path):
-    import os
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    root = Path(__file__).resolve().parent.parent
-    text = (root / "docs" / "requests.md").read_text()
-    code = re.search(r"## A runnable example\s+```python\n(.*?)```", text, re.S).group(1)
-    (tmp_path / "requests_example.py").write_text(code)
     for _ in range(2):  # a second run starts fresh
-        done = subprocess.run(
-            [sys.executable, "requests_example.py"],
-            cwd=tmp_path,
-            env={**os.environ, "PYTHONPATH": str(root)},
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        assert done.returncode == 0, done.stderr
-        lines = done.stdout.splitlines()
+        lines = run_docs_example("requests.md", r"## A runnable example\s+```python\n(.*?)```", tmp_path)
         assert lines[:2] == ["{'hello': 'world'}"] * 2
         assert lines[2].startswith("GET hello 200 ")

@@ -19,7 +19,7 @@ from flask_integrations.clock import utcnow
 from flask_integrations.queue import run_queued_jobs
 from flask_integrations.sync import jobs
 from tests import sync_support
-from tests.support import db, make_app
+from tests.support import db, make_app, run_docs_example
 from tests.sync_support import Feed, record
 
 
@@ -636,21 +636,8 @@ def caplog_records():
 
 
 def test_the_example_in_the_docs_runs(tmp_path):
-    import re
-
-    text = (ROOT / "docs" / "syncs.md").read_text()
-    code = re.search(r"```python\n(from cryptography.*?)```", text, re.S).group(1)
-    (tmp_path / "sync_example.py").write_text(code)
-    done = subprocess.run(
-        [sys.executable, "sync_example.py"],
-        cwd=tmp_path,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.splitlines() == ["success 10 2026-01-10 10", "2026-01-11 11"]
+    lines = run_docs_example("syncs.md", r"```python\n(from cryptography.*?)```", tmp_path)
+    assert lines == ["success 10 2026-01-10 10", "2026-01-11 11"]
 
 
 def test_items_rq_abandoned_go_back_to_a_worker_or_fail_once_out_of_tries(feed, sync_app):
