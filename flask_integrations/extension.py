@@ -16,6 +16,7 @@ from .errors import ConfigurationError, ValidationError
 from .models import Integration, map_models, polymorphic_ref
 from .providers import Provider, check_provider_class
 from .state import AppState, current_state
+from .store import import_redis_clients
 
 # Child tables removed by `delete`, in an order that respects their foreign keys.
 _CHILD_TABLES = ("sync_items", "requests", "idempotency_keys", "mappings", "webhooks", "logs")
@@ -57,6 +58,8 @@ class Integrations:
         )
         app.extensions["integrations"] = self
         app.teardown_appcontext(_wait_for_request_rows)
+        if settings["INTEGRATIONS_REDIS_URL"]:
+            import_redis_clients()
         from .cli import integrations_cli
 
         if "integrations" not in app.cli.commands:

@@ -561,6 +561,18 @@ def create_store(redis_url: str | None, prefix: str = "integrations:") -> Store:
     return MemoryStore()
 
 
+def import_redis_clients() -> None:
+    """Import redis and rq now, while the app is being set up in one thread.
+
+    Both are imported on first use so that the embedded mode never pays their
+    0.3 s. But imported for the first time by several request threads at once
+    (gunicorn --threads), their circular imports can fail with importlib's
+    `_DeadlockError`; the Redis mode imports them at `init_app` instead.
+    """
+    import redis  # noqa: F401
+    import rq  # noqa: F401
+
+
 def get_store(state: AppState) -> Store:
     """The store of an app in this process, created on first use.
 

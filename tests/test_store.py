@@ -261,3 +261,25 @@ def test_warning_never_shows_the_redis_password(clock: FakeClock, caplog: pytest
     store = RedisStore("redis://:hunter2@127.0.0.1:1/0", clock=clock)
     assert cache.get(store, "k") is None
     assert _warnings(caplog) and all("hunter2" not in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize(("redis_url", "imported"), [(None, False), ("redis://127.0.0.1:1/0", True)])
+def test_redis_clients_are_imported_at_init_app_in_redis_mode_only(redis_url, imported):
+    """Imported first by several request threads at once, redis's and rq's circular imports can
+    fail with importlib's _DeadlockError (seen under gunicorn --threads); the embedded mode never
+    pays for them. A fresh interpreter, since this one has imported both long ago."""
+    import subprocess
+    import sys
+
+    from tests.support import ROOT
+
+    script = (
+        "import sys\n"
+        "from tests.support import make_app\n"
+        f"make_app('sqlite://', INTEGRATIONS_REDIS_URL={redis_url!r})\n"
+        "print('redis' in sys.modules, 'rq' in sys.modules)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=60, check=True
+    )
+    assert done.stdout.split() == [str(imported)] * 2
