@@ -1,6 +1,15 @@
 """flask-integrations: the connection layer between a Flask app and the third-party APIs it uses."""
 
 from . import signals
+from .db.models import (
+    Integration,
+    IntegrationIdempotencyKey,
+    IntegrationLog,
+    IntegrationMapping,
+    IntegrationRequest,
+    IntegrationSyncItem,
+    IntegrationWebhook,
+)
 from .errors import (
     CircuitOpenError,
     ConfigurationError,
@@ -12,18 +21,10 @@ from .errors import (
     ProviderNotRegistered,
     RateLimitExceeded,
     RetryableError,
+    StoreUnavailable,
     ValidationError,
 )
 from .extension import Integrations
-from .models import (
-    Integration,
-    IntegrationIdempotencyKey,
-    IntegrationLog,
-    IntegrationMapping,
-    IntegrationRequest,
-    IntegrationSyncItem,
-    IntegrationWebhook,
-)
 from .pipeline.context import RequestContext
 from .providers import (
     CustomizesRetry,
@@ -71,6 +72,7 @@ __all__ = [
     "RetryableError",
     "ScheduledSync",
     "SupportsIdempotency",
+    "StoreUnavailable",
     "SyncSession",
     "ValidationError",
     "signals",

@@ -21,9 +21,11 @@ from __future__ import annotations
 from typing import Any
 
 from .queue import run_job
+from .queue.names import CRON_SYNC_DUE
 from .state import current_state
+from .sync.schedule import start_due, sweep
 
-JOB = "flask_integrations.cron.sync_due"
+JOB = CRON_SYNC_DUE
 
 
 def sync_due() -> int:
@@ -31,11 +33,9 @@ def sync_due() -> int:
 
     Needs an app context (the worker's `run_job` gives one).
     """
-    from .sync import jobs
-
     state = current_state()
-    jobs.sweep(state)
-    return len(jobs.start_due(state))
+    sweep(state)
+    return len(start_due(state))
 
 
 def register(cron: Any, queue_name: str = "integrations", cron_expression: str = "* * * * *") -> Any:

@@ -38,6 +38,14 @@ class CredentialsDecryptionError(IntegrationsError):
         )
 
 
+class StoreUnavailable(IntegrationsError):
+    """The shared state store (Redis) could not be reached or refused a command.
+
+    The cache, circuit breaker and rate limiter fail open and never raise it; locks fail closed
+    and do (an OAuth token refresh, say, is not attempted without its lock).
+    """
+
+
 class ProviderNotRegistered(IntegrationsError, LookupError):
     """A provider key that is not in `INTEGRATIONS_PROVIDERS` nor registered."""
 

@@ -1,32 +1,78 @@
-"""`Integrations`: the Flask extension object."""
+"""`Integrations`: the Flask extension object, and the wiring of the package's layers.
+
+`init_app` resolves an app's settings into its `AppState`, maps the models, and
+registers the CLI group, the job hooks and the blueprints. At import, this module also
+installs the functions behind the models' convenience methods (`db.services`): the
+models live at the bottom of the package and import nothing above it.
+"""
 
 from __future__ import annotations
 
 import weakref
 from collections.abc import Callable
-from importlib import import_module
 from typing import Any
 
-import sqlalchemy as sa
 from flask import Flask
 
 from . import config as config_module
-from .crypto import Keyring
-from .errors import ConfigurationError, ValidationError
-from .models import Integration, map_models, polymorphic_ref
-from .providers import Provider, check_provider_class
+from . import logs, mappings, queue
+from .db.mapping import map_models
+from .db.models import Integration
+from .db.services import ModelServices, install
+from .errors import ConfigurationError
+from .health import status as health
+from .lifecycle import credentials, records
+from .oauth import tokens
+from .pipeline import call, controls
+from .pipeline.context import RequestContext, current_context
+from .pipeline.writer import wait_for_thread_rows
+from .providers import Provider, check_provider_class, load_provider
 from .state import AppState, current_state
-from .store import import_redis_clients
+from .state.crypto import Keyring
+from .state.store import import_redis_clients
+from .sync import pacing, runs
 
-# Child tables removed by `delete`, in an order that respects their foreign keys.
-_CHILD_TABLES = ("sync_items", "requests", "idempotency_keys", "mappings", "webhooks", "logs")
+install(
+    ModelServices(
+        provider=lambda key: current_state().provider(key),
+        read_credentials=credentials.read,
+        credentials_view=credentials.view,
+        seal_credentials=credentials.seal,
+        validate_metadata=credentials.validate_metadata,
+        update=records.update,
+        resolve_owner=records.resolve_owner,
+        request=call.request,
+        breaker_state=controls.breaker_state,
+        reset_breaker=controls.reset_breaker,
+        forget_cache=controls.forget_cache,
+        access_token=tokens.access_token,
+        token_expires_soon=tokens.token_expires_soon,
+        refresh_token_if_needed=tokens.refresh_token_if_needed,
+        record_success=health.record_success,
+        record_failure=health.record_failure,
+        enable=health.enable,
+        disable=health.disable,
+        mark_synced=pacing.mark_synced,
+        sync_now=runs.sync_now,
+        log_operation=logs.log_operation,
+        finish_log=logs.finish,
+        append_request_ids=logs.append_request_ids,
+        map_external_id=mappings.map_external_id,
+        remap_external_id=mappings.remap_external_id,
+        resolve_mapping=mappings.resolve_mapping,
+        resolve_mappings=mappings.resolve_mappings,
+        find_external_id=mappings.find_external_id,
+        upsert_by_external_id=mappings.upsert_by_external_id,
+    )
+)
 
 
 class Integrations:
     """The connection layer between a Flask app and the third-party APIs it uses.
 
     Use as ``Integrations(app, db=db)`` or ``Integrations(db=db).init_app(app)``.
-    Without `db`, the app's Flask-SQLAlchemy extension is used.
+    Without `db`, the app's Flask-SQLAlchemy extension is used. One extension object
+    may serve several apps; each app is initialised once.
     """
 
     def __init__(self, app: Flask | None = None, db: Any = None):
@@ -43,6 +89,16 @@ class Integrations:
     # -- set-up ------------------------------------------------------------------------------
 
     def init_app(self, app: Flask) -> None:
+        """Set the extension up on `app`: settings, keys, providers, tables, CLI, jobs and routes.
+
+        Raises `ConfigurationError` naming the setting at fault, or when `app` already
+        has flask-integrations (from this object or another).
+        """
+        if "integrations" in app.extensions:
+            raise ConfigurationError(
+                f"flask-integrations is already initialised on app {app.name!r}: call "
+                "Integrations(app) or init_app(app) once per app."
+            )
         settings = config_module.load(app.config)
         for key, value in settings.items():
             app.config[key] = value
@@ -60,30 +116,7 @@ class Integrations:
         app.teardown_appcontext(_wait_for_request_rows)
         if settings["INTEGRATIONS_REDIS_URL"]:
             import_redis_clients()
-        from .cli import integrations_cli
-
-        if "integrations" not in app.cli.commands:
-            app.cli.add_command(integrations_cli)
-        self._init_webhooks(app, settings)
-
-    @staticmethod
-    def _init_webhooks(app: Flask, settings: dict[str, Any]) -> None:
-        """Background jobs after commit (see queue.py) and the webhook routes."""
-        from . import queue
-
-        queue.init_app(app)
-        if settings["INTEGRATIONS_BLUEPRINTS"].get("webhooks"):
-            from .webhooks.blueprint import register
-
-            register(app, settings["INTEGRATIONS_URL_PREFIX"])
-        if settings["INTEGRATIONS_BLUEPRINTS"].get("dashboard"):
-            from .dashboard.blueprint import register as register_dashboard
-
-            register_dashboard(app, settings["INTEGRATIONS_URL_PREFIX"])
-        if settings["INTEGRATIONS_BLUEPRINTS"].get("oauth"):
-            from .oauth.blueprint import register as register_oauth
-
-            register_oauth(app, settings["INTEGRATIONS_URL_PREFIX"])
+        _register_faces(app, settings)
 
     def _resolve_db(self, app: Flask) -> Any:
         db = self.db or app.extensions.get("sqlalchemy")
@@ -109,7 +142,7 @@ class Integrations:
     def _load_providers(self, settings: dict[str, Any]) -> dict[str, type[Provider]]:
         loaded = dict(self._registered)
         for key, target in settings["INTEGRATIONS_PROVIDERS"].items():
-            cls = _import_provider(key, target)
+            cls = load_provider(key, target)
             check_provider_class(key, cls)
             loaded[key] = cls
         return loaded
@@ -133,9 +166,11 @@ class Integrations:
         return register
 
     def sync_handlers(self) -> dict[str, Callable[..., Any]]:
+        """A copy of the registered sync handlers, by event."""
         return dict(self._sync_handlers)
 
     def state_for(self, app: Flask) -> AppState:
+        """The `AppState` of `app`; a clear error if this extension was never initialised on it."""
         try:
             return self._states[app]
         except KeyError:
@@ -145,15 +180,13 @@ class Integrations:
 
     def fake(self, responses: dict[str, Any] | None = None) -> Any:
         """Answer outbound calls from `responses` instead of calling out (see flask_integrations.testing)."""
-        from .testing.fake import install
+        from .testing.fake import install as install_fake
 
-        return install(self._states.values(), responses)
+        return install_fake(self._states.values(), responses)
 
     @staticmethod
-    def current_context() -> Any:
+    def current_context() -> RequestContext | None:
         """The `RequestContext` of the call in progress, or None outside a call."""
-        from .pipeline.context import current_context
-
         return current_context()
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -167,73 +200,44 @@ class Integrations:
         owner: Any = None,
         **columns: Any,
     ) -> Integration:
-        """Validate, encrypt and commit a new integration."""
-        state = current_state()
-        instance = state.provider(provider)
-        validated = instance.validate_credentials(credentials)
-        if metadata is not None or instance.metadata_class is not None:
-            metadata = instance.validate_metadata(metadata if metadata is not None else {})
-        unknown = {c: "not a column of Integration" for c in columns if not hasattr(Integration, c)}
-        if unknown:
-            raise ValidationError(f"new integration of provider {provider!r}", unknown)
-        if owner is not None:
-            columns["owner_type"], columns["owner_id"] = polymorphic_ref(owner, "owner")
-        integration = Integration(provider=provider, name=name, metadata=metadata, **columns)
-        integration._pending_credentials = None
-        integration._credentials_token = state.keyring.encrypt(validated)
-        state.db.session.add(integration)
-        state.db.session.commit()
-        return integration
+        """Validate, encrypt and commit a new integration of `provider`.
+
+        Raises `ValidationError` naming every bad credential or metadata field (nothing
+        is written then), `ProviderNotRegistered` for an unknown provider key.
+        """
+        return records.create(provider, name, credentials, metadata, owner, **columns)
 
     def get(self, integration_id: int) -> Integration | None:
+        """The integration with this id, or None."""
         return current_state().db.session.get(Integration, integration_id)
 
     def delete(self, integration: Integration) -> None:
         """Remove an integration and all its rows, in chunks of the pruning `chunk_size`."""
-        state = current_state()
-        session = state.db.session
-        chunk = state.setting("PRUNING")["chunk_size"]
-        integration_id = integration.id
-        session.commit()
-        for kind in _CHILD_TABLES:
-            table = state.tables[kind]
-            while True:
-                select_ids = (
-                    sa.select(table.c.id).where(table.c.integration_id == integration_id).limit(chunk)
-                )
-                ids = session.scalars(select_ids).all()
-                if not ids:
-                    break
-                session.execute(sa.delete(table).where(table.c.id.in_(ids)))
-                session.commit()
-        session.delete(integration)
-        session.commit()
+        records.delete(integration)
 
 
-def _import_provider(key: str, target: Any) -> Any:
-    if not isinstance(target, str):
-        return target
-    module_name, _, attribute = target.partition(":")
-    if not module_name or not attribute:
-        raise ConfigurationError(
-            f"INTEGRATIONS_PROVIDERS[{key!r}] must be a class or 'module:Class', got {target!r}."
-        )
-    try:
-        module = import_module(module_name)
-    except ImportError as exc:
-        raise ConfigurationError(
-            f"INTEGRATIONS_PROVIDERS[{key!r}]: cannot import {module_name!r} ({exc})."
-        ) from exc
-    try:
-        return getattr(module, attribute)
-    except AttributeError:
-        raise ConfigurationError(
-            f"INTEGRATIONS_PROVIDERS[{key!r}]: module {module_name!r} has no {attribute!r}."
-        ) from None
+def _register_faces(app: Flask, settings: dict[str, Any]) -> None:
+    """The CLI group, the embedded job runner's hooks, and the blueprints that are on."""
+    from .cli import integrations_cli
+
+    if "integrations" not in app.cli.commands:
+        app.cli.add_command(integrations_cli)
+    queue.init_app(app)
+    blueprints, prefix = settings["INTEGRATIONS_BLUEPRINTS"], settings["INTEGRATIONS_URL_PREFIX"]
+    if blueprints.get("webhooks"):
+        from .web.webhooks import register as register_webhooks
+
+        register_webhooks(app, prefix)
+    if blueprints.get("dashboard"):
+        from .web.dashboard import register as register_dashboard
+
+        register_dashboard(app, prefix)
+    if blueprints.get("oauth"):
+        from .web.oauth import register as register_oauth
+
+        register_oauth(app, prefix)
 
 
 def _wait_for_request_rows(_exc: BaseException | None) -> None:
     """Request rows queued by this app context's calls are committed before it ends (see writer.py)."""
-    from .pipeline.writer import wait_for_thread_rows
-
     wait_for_thread_rows()

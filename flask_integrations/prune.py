@@ -20,15 +20,11 @@ import sqlalchemy as sa
 from flask import Flask
 
 from .clock import utcnow
+from .db.statuses import DONE_ITEM_STATUSES, DONE_WEBHOOK_STATUSES
 from .state import AppState
 
 #: The tables `prune` handles, in the order it handles them (sync items before the logs they point to).
 PRUNED_TABLES = ("requests", "idempotency_keys", "sync_items", "webhooks", "logs")
-
-#: Sync items in these statuses are pruned; `failed`, `pending` and `processing` are kept.
-DONE_SYNC_ITEM_STATUSES = ("success", "skipped")
-#: Webhooks in these statuses are pruned; `pending`, `processing` and `failed` are kept.
-DONE_WEBHOOK_STATUSES = ("processed", "duplicate")
 
 #: Called after each chunk with the table kind and the rows that chunk deleted (or counted).
 Progress = Callable[[str, int], None]
@@ -56,7 +52,7 @@ def prune(
     settings = state.setting("PRUNING")
     deleted: dict[str, int] = {}
     with state.app.app_context():
-        engine = state.db.engine
+        engine = state.engine()
         for kind in kinds:
             cutoff = now - timedelta(days=settings[f"{kind}_days"])
             deleted[kind] = _prune_table(
@@ -69,7 +65,7 @@ def retention_rule(table: sa.Table, kind: str, cutoff: datetime) -> sa.ColumnEle
     """The condition a row of `kind` must meet to be pruned."""
     if kind == "sync_items":
         finished_at = sa.func.coalesce(table.c.completed_at, table.c.created_at)
-        return sa.and_(table.c.status.in_(DONE_SYNC_ITEM_STATUSES), finished_at < cutoff)
+        return sa.and_(table.c.status.in_(DONE_ITEM_STATUSES), finished_at < cutoff)
     if kind == "webhooks":
         return sa.and_(table.c.status.in_(DONE_WEBHOOK_STATUSES), table.c.created_at < cutoff)
     return table.c.created_at < cutoff

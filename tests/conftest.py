@@ -9,7 +9,9 @@ import pytest
 import sqlalchemy as sa
 from flask import Flask
 
-from flask_integrations.store import MemoryStore, RedisStore, Store
+from flask_integrations.state.memory_store import MemoryStore
+from flask_integrations.state.redis_store import RedisStore
+from flask_integrations.state.store import Store
 from tests.support import POSTGRES_URL, REDIS_URL, REQUIRE_SERVERS, FakeClock, db, make_app
 
 pytest_plugins = ["pytester"]
@@ -114,13 +116,11 @@ def _close_database_connections() -> Iterator[None]:
     long run exhausts PostgreSQL's max_connections.
     """
     yield
-    from flask_integrations.pipeline import record
-
-    for engines in list(db._app_engines.values()):
+    for app, engines in list(db._app_engines.items()):
+        extension = app.extensions.get("integrations")
+        if extension is not None:
+            extension.state_for(app).dispose_engines()
         for engine in engines.values():
-            log = record._log_engines.pop(engine, None)
-            if log is not None:
-                log[1].dispose()
             engine.dispose()
 
 

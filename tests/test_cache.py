@@ -13,7 +13,7 @@ from flask import Flask
 
 from flask_integrations import IntegrationRequest
 from flask_integrations.pipeline import cache
-from flask_integrations.store import Store
+from flask_integrations.state.store import Store
 from tests.support import FakeClock, db, make_app
 
 
@@ -285,12 +285,11 @@ def test_concurrent_counting_and_flushing_lose_and_double_nothing(
     assert sum(s for _, s in totals.values()) == stale
 
 
-def test_flush_due_once_per_interval_across_processes(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_flush_due_once_per_interval_across_processes(store: Store) -> None:
     store.clock = time.time
-    monkeypatch.setattr(cache, "_last_flush_check", 0.0)
     assert cache.flush_due(store, interval=0.2) is True
     assert cache.flush_due(store, interval=0.2) is False  # this process checked just now
-    monkeypatch.setattr(cache, "_last_flush_check", 0.0)  # as another process would see it
+    store.after_fork()  # another process (a forked child) has not checked yet
     assert cache.flush_due(store, interval=0.2) is False  # the shared claim is still held
     time.sleep(0.25)
     assert cache.flush_due(store, interval=0.2) is True

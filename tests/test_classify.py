@@ -16,8 +16,11 @@ from flask_integrations import (
     RateLimitExceeded,
     RetryableError,
 )
-from flask_integrations.health import CLIENT, THROTTLE, UNKNOWN, UPSTREAM
 from flask_integrations.pipeline.classify import (
+    CLIENT,
+    THROTTLE,
+    UNKNOWN,
+    UPSTREAM,
     chain,
     classify_exception,
     classify_status,

@@ -18,14 +18,13 @@ import sqlalchemy as sa
 from flask import Flask
 
 from flask_integrations import HasHealthCheck, Integration, Provider
-from flask_integrations.cli import convert_value, is_secret_name
-from flask_integrations.cli_output import format_table, when
+from flask_integrations.cli.output import format_table, when
+from flask_integrations.cli.scaffold import class_name
+from flask_integrations.cli.values import convert_value, is_secret_name
 from flask_integrations.clock import utcnow
 from flask_integrations.pipeline import breaker
 from flask_integrations.providers import check_provider_class
-from flask_integrations.scaffold import class_name
 from flask_integrations.state import current_state
-from flask_integrations.store import get_store
 from tests.conftest import reset_tables
 from tests.support import db, make_app
 
@@ -572,7 +571,7 @@ def seed_health_rows(integration_id: int) -> None:
 def test_health_reports_requests_error_rate_latency_breaker_and_top_errors(app, ext, integration):
     quiet = ext.create("loose", "Quiet", {})
     seed_health_rows(integration.id)
-    store, settings = get_store(current_state()), current_state().setting("BREAKER")
+    store, settings = current_state().store, current_state().setting("BREAKER")
     for _ in range(settings["threshold"]):
         breaker.after_attempt(
             store, quiet.id, "upstream", settings, breaker.before_attempt(store, quiet.id, settings)

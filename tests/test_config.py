@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import pytest
 from flask import Flask
 from flask_sqlalchemy import SQLAlchemy
 
 from flask_integrations import ConfigurationError, Integrations, Provider
-from tests.support import KEY, Loose, Tickets
+from tests.support import KEY, ROOT, Loose, Tickets
 
 
 def build(tmp_path, **config):
@@ -140,6 +141,23 @@ def test_init_app_form_and_app_extensions(tmp_path):
     assert "integrations" in app.cli.commands
 
 
+@pytest.mark.parametrize("second", ["same object", "another object"])
+def test_a_second_init_of_one_app_is_a_clear_error(tmp_path, second):
+    app = build(tmp_path)
+    integrations = app.extensions["integrations"]
+    again = integrations if second == "same object" else Integrations(db=integrations.db)
+    with pytest.raises(ConfigurationError, match="already initialised on app 'config-test'"):
+        again.init_app(app)
+    assert app.extensions["integrations"] is integrations
+
+
+def test_the_package_ships_its_type_information():
+    import flask_integrations
+
+    assert (Path(flask_integrations.__file__).parent / "py.typed").is_file()
+    assert "py.typed" in (ROOT / "setup.cfg").read_text()
+
+
 def test_uses_the_apps_flask_sqlalchemy_without_db(tmp_path):
     app = Flask("implicit-db")
     app.config.update(
@@ -178,3 +196,67 @@ def test_register_validates_like_the_setting(tmp_path):
 
     ext.register("fine", Fine)
     assert ext.state_for(app).provider("fine").key == "fine"
+
+
+#: The names SPEC says are importable from `flask_integrations` itself.
+SPEC_NAMES = (
+    "Integrations",
+    "Integration",
+    "IntegrationRequest",
+    "IntegrationLog",
+    "IntegrationMapping",
+    "IntegrationIdempotencyKey",
+    "IntegrationSyncItem",
+    "IntegrationWebhook",
+    "Provider",
+    "ScheduledSync",
+    "IncrementalSync",
+    "HandlesWebhooks",
+    "HasHealthCheck",
+    "OAuth2",
+    "RedactsRequestData",
+    "CustomizesRetry",
+    "SupportsIdempotency",
+    "SyncSession",
+    "RequestContext",
+    "ResponseSequence",
+    "signals",
+    "IntegrationsError",
+    "ConfigurationError",
+    "ValidationError",
+    "CredentialsDecryptionError",
+    "CircuitOpenError",
+    "RateLimitExceeded",
+    "IdempotencyConflict",
+    "RetryableError",
+    "MappingAlreadyClaimed",
+    "IntegrationHTTPError",
+    "ProviderNotRegistered",
+    "StoreUnavailable",
+)
+
+
+def test_every_public_name_is_importable_from_the_package():
+    import flask_integrations
+
+    assert [name for name in SPEC_NAMES if not hasattr(flask_integrations, name)] == []
+    assert set(SPEC_NAMES) <= set(flask_integrations.__all__)
+    assert issubclass(flask_integrations.StoreUnavailable, flask_integrations.IntegrationsError)
+
+
+def test_the_import_paths_the_docs_use_still_import():
+    from flask_integrations.clock import utcnow  # noqa: F401
+    from flask_integrations.cron import register, sync_due  # noqa: F401
+    from flask_integrations.logs import (  # noqa: F401
+        IntegrationContextFilter,
+        LogSelect,
+        append_request_ids,
+        collect_request_ids,
+        install_context_filter,
+        operation_context,
+    )
+    from flask_integrations.providers import NO_HANDLER  # noqa: F401
+    from flask_integrations.prune import prune  # noqa: F401
+    from flask_integrations.queue import run_job  # noqa: F401
+    from flask_integrations.testing import run_queued_jobs, send_webhook  # noqa: F401
+    from flask_integrations.webhooks.jobs import process_webhook  # noqa: F401

@@ -14,10 +14,8 @@ from jinja2 import DictLoader
 from flask_integrations import HandlesWebhooks, IncrementalSync, Integration, IntegrationLog, Provider
 from flask_integrations.clock import utcnow
 from flask_integrations.pipeline import breaker
-from flask_integrations.queue import run_queued_jobs
 from flask_integrations.state import current_state
-from flask_integrations.store import get_store
-from flask_integrations.testing import send_webhook
+from flask_integrations.testing import run_queued_jobs, send_webhook
 from tests.support import Loose, Tickets, db, run_docs_example
 
 DASH = "/integrations/dashboard"
@@ -175,7 +173,7 @@ def seed_figures(integration_id: int) -> None:
 
 
 def open_breaker(integration_id: int) -> None:
-    store, settings = get_store(current_state()), current_state().setting("BREAKER")
+    store, settings = current_state().store, current_state().setting("BREAKER")
     for _ in range(settings["threshold"]):
         breaker.after_attempt(
             store,
@@ -947,7 +945,7 @@ def test_the_access_example_in_the_docs_runs(tmp_path):
     [(0, "just now"), (-42, "42 s ago"), (-200, "3 min ago"), (7300, "in 2 h"), (-3 * 86400 - 5, "3 d ago")],
 )
 def test_relative_times_read_naturally(seconds, text):
-    from flask_integrations.dashboard.formatting import relative_time
+    from flask_integrations.web.dashboard.formatting import relative_time
 
     now = utcnow()
     assert relative_time(now + timedelta(seconds=seconds), now) == text

@@ -9,8 +9,9 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column
 
-from flask_integrations import IntegrationMapping, MappingAlreadyClaimed, ValidationError, mappings
+from flask_integrations import IntegrationMapping, MappingAlreadyClaimed, ValidationError
 from flask_integrations.clock import utcnow
+from flask_integrations.mappings import claims
 from tests.conftest import reset_tables
 from tests.support import db, make_app
 
@@ -97,14 +98,14 @@ def test_a_claim_lost_at_the_constraint_keeps_the_callers_transaction(integratio
     carol = Customer(name="Carol")
     db.session.add(carol)
     db.session.flush()
-    real_find = mappings._find
+    real_find = claims.find_mapping
     calls = []
 
     def find_nothing_first(*args):
         calls.append(args)
         return None if len(calls) == 1 else real_find(*args)
 
-    monkeypatch.setattr(mappings, "_find", find_nothing_first)
+    monkeypatch.setattr(claims, "find_mapping", find_nothing_first)
     with pytest.raises(MappingAlreadyClaimed):
         integration.map_external_id("cus_1", bob)
     db.session.commit()

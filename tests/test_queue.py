@@ -178,6 +178,28 @@ def test_function_path_refuses_local_functions():
     assert queue.function_path(record) == "tests.test_queue.record"
 
 
+def test_every_job_name_imports_the_job_it_names():
+    """Job names are enqueued as strings and must keep importing across releases (queue/names.py)."""
+    from flask_integrations.cron import sync_due
+    from flask_integrations.queue import names
+    from flask_integrations.sync.items import items_abandoned, process_sync_items
+    from flask_integrations.sync.runs import sync_integration
+    from flask_integrations.webhooks.jobs import process_webhook
+
+    expected = {
+        "RUN_JOB": queue.run_job,
+        "RUN_FAILURE_CALLBACK": queue.run_failure_callback,
+        "SYNC_INTEGRATION": sync_integration,
+        "PROCESS_SYNC_ITEMS": process_sync_items,
+        "SYNC_ITEMS_ABANDONED": items_abandoned,
+        "PROCESS_WEBHOOK": process_webhook,
+        "CRON_SYNC_DUE": sync_due,
+    }
+    named = {name: value for name, value in vars(names).items() if name.isupper()}
+    assert named.keys() == expected.keys()
+    assert {name: queue.import_function(path) for name, path in named.items()} == expected
+
+
 # -- Redis mode ---------------------------------------------------------------------------------
 
 
@@ -194,7 +216,7 @@ def redis_app(app_factory, redis_url):
 
 
 def _rq(redis_url, name="integrations"):
-    return queue.rq_queue(name, redis_url)
+    return queue.rq_queue(current_state(), name)
 
 
 @pytest.mark.redis

@@ -12,7 +12,8 @@ import pytest
 
 from flask_integrations.errors import RateLimitExceeded
 from flask_integrations.pipeline import ratelimit
-from flask_integrations.store import RedisStore, Store
+from flask_integrations.state.redis_store import RedisStore
+from flask_integrations.state.store import Store
 from tests.support import FakeClock
 
 ID = 3

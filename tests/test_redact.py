@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from flask_integrations.config import DEFAULTS
-from flask_integrations.pipeline.redact import REDACTED, credential_secrets, prepare_body, redact, scrub
+from flask_integrations.redaction import REDACTED, credential_secrets, prepare_body, redact, scrub
 
 KEYS = DEFAULTS["INTEGRATIONS_REDACT_KEYS"]
 

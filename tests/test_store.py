@@ -11,17 +11,11 @@ from collections.abc import Iterator
 
 import pytest
 
-from flask_integrations.errors import IntegrationsError
+from flask_integrations.errors import IntegrationsError, StoreUnavailable
 from flask_integrations.pipeline import breaker, cache, ratelimit
-from flask_integrations.store import (
-    MemoryStore,
-    RedisStore,
-    Store,
-    StoreUnavailable,
-    drop_stores,
-    get_store,
-    safe_url,
-)
+from flask_integrations.state.memory_store import MemoryStore
+from flask_integrations.state.redis_store import RedisStore, safe_url
+from flask_integrations.state.store import Store
 from tests.support import FakeClock, make_app
 
 DEAD_REDIS = "redis://127.0.0.1:1/0"
@@ -37,11 +31,19 @@ def test_get_set_delete(store: Store) -> None:
     assert store.get("a") is None
 
 
-def test_values_expire_after_their_ttl(store: Store) -> None:
-    store.clock = time.time
+def pass_time(store: Store, clock: FakeClock, seconds: float) -> None:
+    """Let `seconds` go by for the store's TTLs: the fake clock moves the memory store's; Redis
+    expires keys by its own clock."""
+    if isinstance(store, MemoryStore):
+        clock.advance(seconds)
+    else:
+        time.sleep(seconds)
+
+
+def test_values_expire_after_their_ttl(store: Store, clock: FakeClock) -> None:
     store.set("short", "x", ttl=0.05)
     store.set("long", "y", ttl=60)
-    time.sleep(0.1)
+    pass_time(store, clock, 0.1)
     assert store.get("short") is None
     assert store.get("long") == "y"
 
@@ -111,15 +113,14 @@ def test_window_allows_limit_per_window_then_says_how_long_to_wait(store: Store,
     assert store.window_acquire("w", 2, 60) > 59
 
 
-def test_lock_is_exclusive_until_released_or_expired(store: Store) -> None:
-    store.clock = time.time
+def test_lock_is_exclusive_until_released_or_expired(store: Store, clock: FakeClock) -> None:
     token = store.acquire_lock("lock:x", ttl=60)
     assert token
     assert store.acquire_lock("lock:x", ttl=60) is None
     assert store.release_lock("lock:x", "not-the-token") is False
     assert store.release_lock("lock:x", token) is True
     short = store.acquire_lock("lock:x", ttl=0.05)
-    time.sleep(0.1)
+    pass_time(store, clock, 0.1)
     again = store.acquire_lock("lock:x", ttl=60)
     assert again and again != short
     assert store.release_lock("lock:x", short) is False  # an expired holder cannot free the new one
@@ -153,20 +154,19 @@ def _state(tmp_path, **config):
 
 def test_embedded_mode_uses_one_memory_store_per_app(tmp_path) -> None:
     first, second = _state(tmp_path), _state(tmp_path)
-    assert isinstance(get_store(first), MemoryStore)
-    assert get_store(first) is get_store(first)
-    assert get_store(first) is not get_store(second)
-    drop_stores([first, second])
+    assert isinstance(first.store, MemoryStore)
+    assert first.store is first.store
+    assert first.store is not second.store
 
 
 @pytest.mark.redis
 def test_redis_url_gives_a_redis_store_with_the_configured_prefix(tmp_path, redis_url: str) -> None:
     state = _state(tmp_path, INTEGRATIONS_REDIS_URL=redis_url, INTEGRATIONS_REDIS_PREFIX="myapp:")
-    store = get_store(state)
+    store = state.store
     assert isinstance(store, RedisStore) and store.shared
     assert store.prefix == "myapp:" and store.url == redis_url
-    assert get_store(state) is store
-    drop_stores([state])
+    assert state.store is store
+    store.close()
 
 
 @pytest.mark.redis

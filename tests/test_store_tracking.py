@@ -11,8 +11,8 @@ import redis
 
 from flask_integrations import CircuitOpenError
 from flask_integrations.pipeline import breaker
-from flask_integrations.store import RedisStore
-from flask_integrations.store_tracking import MAX_AGE
+from flask_integrations.state.redis_store import RedisStore
+from flask_integrations.state.tracking import MAX_AGE
 
 pytestmark = pytest.mark.redis
 

@@ -16,8 +16,10 @@ import sqlalchemy as sa
 
 from flask_integrations import Integration, IntegrationLog, IntegrationSyncItem, SyncSession, signals
 from flask_integrations.clock import utcnow
-from flask_integrations.queue import run_queued_jobs
-from flask_integrations.sync import jobs
+from flask_integrations.sync import finalise, jobs, schedule
+from flask_integrations.sync import items as sync_items
+from flask_integrations.sync.runs import start_run
+from flask_integrations.testing import run_queued_jobs
 from tests import sync_support
 from tests.support import db, make_app, run_docs_example
 from tests.sync_support import Feed, record
@@ -140,8 +142,8 @@ def test_a_failing_item_is_retried_alone_and_holds_the_cursor(feed, sync_app):
     # the delayed retry is not slept in embedded mode: the sweep runs it once its backoff has passed
     with sync_app.app_context():
         state = sync_app.extensions["integrations"].state_for(sync_app)
-        assert jobs.sweep(state)["requeued"] == 0
-        jobs.sweep(state, now=utcnow() + timedelta(seconds=11))
+        assert schedule.sweep(state)["requeued"] == 0
+        schedule.sweep(state, now=utcnow() + timedelta(seconds=11))
     assert seen() == list(range(1, 21))  # the others were not re-run
     assert runs(feed.id)[0].status == "success"
     assert refreshed(feed).sync_cursor == 20
@@ -154,7 +156,7 @@ def test_an_item_failing_every_try_fails_the_run_partially(feed, sync_app):
     with signals.sync_item_failed.connected_to(lambda app, **kw: failures.append(kw["error"])):
         feed.sync_now()
         for extra in (11, 42):
-            jobs.sweep(state, now=utcnow() + timedelta(seconds=extra))
+            schedule.sweep(state, now=utcnow() + timedelta(seconds=extra))
     (failed,) = items("failed")
     assert failed.attempts == 3 and failed.error == "ValueError: entry 3 is malformed"
     assert failures == ["ValueError: entry 3 is malformed"]
@@ -216,7 +218,7 @@ def test_an_event_without_handler_fails_its_item_clearly(feed, sync_app):
 
 def test_sync_now_returns_none_while_a_run_is_in_flight(feed, sync_app):
     state = sync_app.extensions["integrations"].state_for(sync_app)
-    log = jobs.start_run(state, feed.id)
+    log = start_run(state, feed.id)
     assert log is not None
     assert feed.sync_now() is None
     assert len(runs(feed.id)) == 1
@@ -224,7 +226,7 @@ def test_sync_now_returns_none_while_a_run_is_in_flight(feed, sync_app):
 
 def test_the_run_lock_expires_after_lock_ttl(feed, sync_app):
     state = sync_app.extensions["integrations"].state_for(sync_app)
-    log = jobs.start_run(state, feed.id)
+    log = start_run(state, feed.id)
     logs = state.tables["logs"]
     db.session.execute(
         sa.update(logs).where(logs.c.id == log.id).values(created_at=utcnow() - timedelta(seconds=1801))
@@ -251,9 +253,9 @@ def test_sync_session_is_exported_and_dispatch_checks_the_event(feed, sync_app):
 def test_the_cursor_never_moves_backward(feed, sync_app):
     feed.sync_now()
     provider = sync_app.extensions["integrations"].state_for(sync_app).provider("feed")
-    assert jobs.next_cursor(provider, 20, [3, 4]) == 20
-    assert jobs.next_cursor(provider, None, [3, 4]) == 4
-    assert jobs.next_cursor(provider, 20, []) == 20
+    assert finalise.next_cursor(provider, 20, [3, 4]) == 20
+    assert finalise.next_cursor(provider, None, [3, 4]) == 4
+    assert finalise.next_cursor(provider, 20, []) == 20
 
 
 def test_a_sweep_resets_items_a_dead_worker_left_processing(feed, sync_app):
@@ -266,8 +268,8 @@ def test_a_sweep_resets_items_a_dead_worker_left_processing(feed, sync_app):
     )
     db.session.commit()
     state = sync_app.extensions["integrations"].state_for(sync_app)
-    assert jobs.sweep(state, processing_timeout=60)["reset"] == 0
-    result = jobs.sweep(state, processing_timeout=60, now=utcnow() + timedelta(seconds=400))
+    assert schedule.sweep(state, processing_timeout=60)["reset"] == 0
+    result = schedule.sweep(state, processing_timeout=60, now=utcnow() + timedelta(seconds=400))
     assert result["reset"] == 1
     assert runs(feed.id)[0].status == "success"
     assert refreshed(feed).sync_cursor == 20
@@ -282,9 +284,9 @@ def test_pending_timeout_sets_when_the_sweep_requeues_an_item_whose_job_was_lost
     )
     db.session.commit()
     two_minutes_on = utcnow() + timedelta(seconds=120)
-    assert jobs.sweep(state, now=two_minutes_on)["requeued"] == 0  # the default waits 300 s
+    assert schedule.sweep(state, now=two_minutes_on)["requeued"] == 0  # the default waits 300 s
     sync_app.config["INTEGRATIONS_SYNC"]["pending_timeout"] = 60
-    assert jobs.sweep(state, now=two_minutes_on)["requeued"] == 1
+    assert schedule.sweep(state, now=two_minutes_on)["requeued"] == 1
 
 
 # -- CLI ----------------------------------------------------------------------------------------
@@ -483,7 +485,7 @@ def test_rq_workers_finalise_a_large_run_once(postgres_url, redis_url, tmp_path)
             _create_seen_table()
             feed = app.extensions["integrations"].create("feed", "Feed", {})
             state = app.extensions["integrations"].state_for(app)
-            log = jobs.start_run(state, feed.id)
+            log = start_run(state, feed.id)
             # the enumeration runs here; its 40 item jobs go to RQ, for two workers at once
             assert jobs.sync_integration(feed.id, log.id) == "processing"
             assert len(items("pending")) == LARGE_RUN
@@ -561,7 +563,7 @@ def test_a_sigkilled_worker_loses_no_item(postgres_url, redis_url):
             assert runs(feed.id)[0].status == "processing"
             assert db.session.get(Integration, feed.id).sync_cursor is None  # not past the lost item
             state = app.extensions["integrations"].state_for(app)
-            assert jobs.sweep(state, processing_timeout=0)["reset"] >= 1
+            assert schedule.sweep(state, processing_timeout=0)["reset"] >= 1
             _wait(_flask("worker", "--burst", env=_env(postgres_url, redis_url)))
             state_after = end_state(feed.id)
             assert (state_after["run"], state_after["cursor"], state_after["items"]) == (
@@ -643,7 +645,7 @@ def test_the_example_in_the_docs_runs(tmp_path):
 def test_items_rq_abandoned_go_back_to_a_worker_or_fail_once_out_of_tries(feed, sync_app):
     sync_app.config["INTEGRATIONS_SYNC"]["item_tries"] = 2
     state = sync_app.extensions["integrations"].state_for(sync_app)
-    log = jobs.start_run(state, feed.id)
+    log = start_run(state, feed.id)
     t = state.tables["sync_items"]
     # as if a worker claimed the whole chunk, then died: e1 on its first try, e2 on its last
     session = SyncSession(state, feed, log.id, "c" * 32, None)
@@ -676,7 +678,7 @@ def test_item_jobs_carry_the_rq_failure_callback(app_factory, redis_url):
     try:
         with app.app_context():
             state = app.extensions["integrations"].state_for(app)
-            jobs.enqueue_items(state, "feed", [1, 2, 3])
+            sync_items.enqueue_items(state, "feed", [1, 2, 3])
             (job,) = Queue("integrations", connection=connection).get_jobs()
             assert job.args == ("flask_integrations.sync.jobs.process_sync_items", [1, 2, 3])
             assert job.meta["fi_on_failure"] == "flask_integrations.sync.jobs.items_abandoned"
@@ -739,7 +741,7 @@ def test_the_run_claim_admits_one_of_many_simultaneous_starts(pg_app):
     def start(due_only: bool) -> None:
         with pg_app.app_context():
             barrier.wait()
-            started.append(jobs.start_run(state, feed.id, due_only=due_only))
+            started.append(start_run(state, feed.id, due_only=due_only))
             db.session.remove()
 
     threads = [threading.Thread(target=start, args=(n % 2 == 0,)) for n in range(6)]

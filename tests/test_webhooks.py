@@ -747,7 +747,7 @@ def test_a_failed_attempt_is_retried_by_the_rq_scheduler(app_factory, redis_url,
         assert first.returncode == 0, first.stderr
         (row,) = rows()
         assert (row.status, row.attempts) == ("pending", 1)
-        assert queue_module.rq_queue("integrations", redis_url).scheduled_job_registry.count == 1
+        assert queue_module.rq_queue(current_state(), "integrations").scheduled_job_registry.count == 1
         time.sleep(1.5)
         second = _run([sys.executable, "-m", "flask", "integrations", "worker", "--burst"], env, tmp_path)
         assert second.returncode == 0, second.stderr
@@ -968,7 +968,7 @@ def test_example_standard_webhooks_signature_is_verified(example):
 def test_the_routes_are_exempt_from_csrf_protection_when_the_app_has_it():
     from flask import Flask
 
-    from flask_integrations.webhooks.blueprint import blueprint, register
+    from flask_integrations.web.webhooks import blueprint, register
 
     exempted = []
 

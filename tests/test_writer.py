@@ -13,7 +13,6 @@ import sqlalchemy as sa
 from flask_integrations import IntegrationRequest, Provider, signals
 from flask_integrations.clock import utcnow
 from flask_integrations.pipeline import writer as writer_module
-from flask_integrations.pipeline.record import log_engine
 from flask_integrations.state import current_state
 from tests.support import db
 from tests.upstream import UpstreamServer
@@ -111,17 +110,17 @@ def test_signal_receivers_see_the_committed_row(api, server, slow_writer):
 @pytest.fixture
 def body_threads(monkeypatch) -> list[str]:
     """The threads that redacted a body, in order."""
-    from flask_integrations.pipeline import redact
+    from flask_integrations.pipeline import record
 
     threads: list[str] = []
-    prepare = redact.prepare_body
+    prepare = record.prepare_body
 
     def noting(data, **options):
         if data is not None:
             threads.append(threading.current_thread().name)
         return prepare(data, **options)
 
-    monkeypatch.setattr(redact, "prepare_body", noting)
+    monkeypatch.setattr(record, "prepare_body", noting)
     return threads
 
 
@@ -153,7 +152,7 @@ def test_the_stored_response_is_the_one_received_though_the_caller_changes_it(ap
 def test_a_refused_row_is_logged_and_its_batch_neighbours_are_written(api, caplog):
     state = current_state()
     table = state.tables["requests"]
-    writer = writer_module.writer_for(state.db.engine, log_engine(state), table)
+    writer = writer_module.writer_for(state)
     gate = threading.Event()
     original = writer_module.RowWriter._write
 
@@ -211,9 +210,12 @@ def test_a_call_inside_a_read_then_write_transaction_does_not_break_it(api, serv
     from flask_integrations import Integration
 
     _begin_on_first_statement(db.engine)
+    writer = writer_module.writer_for(current_state())
+    queued = writer.queued
     integration = db.session.get(Integration, api.id)  # the transaction's snapshot starts here
     integration.at("ping").get(server.url + "/json")
-    time.sleep(0.1)  # time enough for a writer to commit the row, were it queued
+    assert writer.queued == queued  # the row waits for the transaction, not for the writer
+    writer_module.wait_for_all_rows()  # a queued row would be committed now, under the snapshot
     integration.name = "renamed"
     db.session.commit()
     assert committed_rows(api.id) == 1
@@ -261,7 +263,7 @@ def test_a_requests_table_without_autoincrement_gets_its_rows_in_line(api, serve
         connection.execute(sa.text(f'DROP TABLE "{table.name}"'))
         connection.execute(sa.text(ddl.replace("AUTOINCREMENT", "")))
     state = current_state()
-    assert writer_module.writer_for(db.engine, log_engine(state), table) is None
+    assert writer_module.writer_for(state) is None
     api.at("ping").get(server.url + "/json")
     assert committed_rows(api.id) == 1  # written before the call returned, not by the slow writer
 

@@ -28,19 +28,16 @@ import hashlib
 import secrets
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import sqlalchemy as sa
 from flask import session
 
 from ..clock import utcnow
+from ..db.models import Integration
 from ..errors import CredentialsDecryptionError
-from ..store import get_store
+from ..state import AppState
 from . import tokens
-
-if TYPE_CHECKING:  # pragma: no cover
-    from ..models import Integration
-    from ..state import AppState
 
 SESSION_KEY = "_integrations_oauth"
 #: Pending authorizations one browser session keeps (the oldest is dropped past this).
@@ -133,7 +130,7 @@ def _pending(state: AppState) -> dict[str, Any]:
 
 def _issue_ticket(state: AppState, digest: str, integration_id: int, ttl: int) -> None:
     if state.setting("REDIS_URL"):
-        get_store(state).set(f"oauth-state:{digest}", str(integration_id), ttl)
+        state.store.set(f"oauth-state:{digest}", str(integration_id), ttl)
         return
     table = state.tables["idempotency_keys"]
     now = utcnow()
@@ -154,7 +151,7 @@ def _issue_ticket(state: AppState, digest: str, integration_id: int, ttl: int) -
 
 def _take_ticket(state: AppState, digest: str, integration_id: int) -> bool:
     if state.setting("REDIS_URL"):
-        return get_store(state).delete(f"oauth-state:{digest}") == 1
+        return state.store.delete(f"oauth-state:{digest}") == 1
     table = state.tables["idempotency_keys"]
     ttl = int(state.setting("OAUTH")["state_ttl"])
     db_session = state.db.session

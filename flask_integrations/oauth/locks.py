@@ -24,17 +24,13 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
-from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 
 from ..clock import utcnow
-from ..detached import shares_caller_connection
+from ..db.transactions import shares_caller_connection
 from ..errors import IntegrationsError
-from ..store import get_store
-
-if TYPE_CHECKING:  # pragma: no cover
-    from ..state import AppState
+from ..state import AppState
 
 #: Key of the refresh lock row in `{p}_idempotency_keys` (reserved: do not use it for calls).
 REFRESH_LOCK_KEY = "flask-integrations:oauth-refresh"
@@ -53,7 +49,7 @@ def lock_wait_exceeded(integration_id: int, wait: float) -> IntegrationsError:
 
 def uses_row_lock(state: AppState) -> bool:
     """True when the integration's own row (PostgreSQL, embedded mode) is the lock."""
-    return not state.setting("REDIS_URL") and state.db.engine.dialect.name == "postgresql"
+    return not state.setting("REDIS_URL") and state.engine().dialect.name == "postgresql"
 
 
 @contextmanager
@@ -61,7 +57,7 @@ def refresh_lock(state: AppState, integration_id: int) -> Iterator[None]:
     """Hold the refresh lock of one integration (see the module docstring for which one)."""
     settings = state.setting("OAUTH")
     ttl, wait = float(settings["refresh_lock_ttl"]), float(settings["refresh_lock_wait"])
-    engine = state.db.engine
+    engine = state.engine()
     if state.setting("REDIS_URL") or shares_caller_connection(engine):
         with _store_lock(state, integration_id, ttl, wait):
             yield
@@ -86,7 +82,7 @@ def _polls(integration_id: int, wait: float) -> Iterator[None]:
 
 @contextmanager
 def _store_lock(state: AppState, integration_id: int, ttl: float, wait: float) -> Iterator[None]:
-    store = get_store(state)
+    store = state.store
     name = f"oauth-refresh:{integration_id}"
     token = None
     for _ in _polls(integration_id, wait):
@@ -102,7 +98,7 @@ def _store_lock(state: AppState, integration_id: int, ttl: float, wait: float) -
 @contextmanager
 def _row_lock(state: AppState, integration_id: int, ttl: float, wait: float) -> Iterator[None]:
     table = state.tables["idempotency_keys"]
-    engine = state.db.engine
+    engine = state.engine()
     row_id = None
     for _ in _polls(integration_id, wait):
         row_id = _insert_lock_row(engine, table, integration_id)

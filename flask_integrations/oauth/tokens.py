@@ -17,20 +17,18 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm.attributes import set_committed_value
 
 from ..clock import utcnow
-from ..detached import caller_holds_sqlite_write_lock, run_detached, shares_caller_connection
+from ..db.models import Integration
+from ..db.transactions import caller_holds_sqlite_write_lock, run_detached, shares_caller_connection
 from ..errors import IntegrationsError
 from ..providers import OAuth2
 from ..state import AppState, current_state
 from . import locks
-
-if TYPE_CHECKING:  # pragma: no cover
-    from ..models import Integration
 
 logger = logging.getLogger("flask_integrations")
 
@@ -240,7 +238,7 @@ def adopt(integration: Integration, token: str) -> None:
 
 
 def _ensure_independent_commit(state: AppState, integration_id: int) -> None:
-    engine = state.db.engine
+    engine = state.engine()
     if shares_caller_connection(engine):
         return  # one in-process database: the write is deferred (see TokenRow)
     if caller_holds_sqlite_write_lock(state.db.session(), engine):
@@ -259,7 +257,7 @@ class TokenRow:
     file: a read, then a short write transaction that only replaces the value
     it read. Single-connection pool (in-memory SQLite, whose only connection is
     the caller's): read through the caller's session, write right after the
-    caller's transaction ends (`detached.run_detached`); that database lives and
+    caller's transaction ends (`db.transactions.run_detached`); that database lives and
     dies with this process, so no other process can miss the new token.
     """
 
@@ -267,7 +265,7 @@ class TokenRow:
         self.state = state
         self.integration_id = integration_id
         self.table = state.tables["integrations"]
-        self.engine = state.db.engine
+        self.engine = state.engine()
         self.token: str = ""
         self.credentials: dict[str, Any] = {}
         self._connection: sa.Connection | None = None

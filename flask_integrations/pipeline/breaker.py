@@ -24,14 +24,13 @@ reset. With the store unreachable the breaker is closed (fail open).
 from __future__ import annotations
 
 import threading
-import weakref
 from typing import Any
 
+from ..db.statuses import BreakerState, FailureClass
 from ..errors import CircuitOpenError
-from ..store import Store, fail_open
+from ..state.store import Store, fail_open
 
-CLOSED, OPEN, HALF_OPEN = "closed", "open", "half-open"
-UPSTREAM = "upstream"
+CLOSED, OPEN, HALF_OPEN = BreakerState.CLOSED, BreakerState.OPEN, BreakerState.HALF_OPEN
 
 #: How long the open marker and the failure counter outlive their last write. The open
 #: marker must outlast any realistic cooldown (it only closes through a probe); the bound
@@ -48,16 +47,8 @@ class _Local:
         self.failures_seen: dict[int, bool] = {}
 
 
-_locals: weakref.WeakKeyDictionary[Store, _Local] = weakref.WeakKeyDictionary()
-_locals_lock = threading.Lock()
-
-
 def _local(store: Store) -> _Local:
-    local = _locals.get(store)
-    if local is None:
-        with _locals_lock:
-            local = _locals.setdefault(store, _Local())
-    return local
+    return store.process_local("breaker", _Local)
 
 
 def _keys(integration_id: int) -> tuple[str, str, str]:
@@ -132,7 +123,7 @@ def after_attempt(
             store.delete(failures_key)
             local.failures_seen[integration_id] = False
         return
-    if failure_class != UPSTREAM:
+    if failure_class != FailureClass.UPSTREAM:
         if probe:
             _release_probe(store, integration_id)
         return

@@ -1,14 +1,30 @@
-"""The fluent request builder: `integration.at(endpoint)....get(url)`."""
+"""The fluent request builder: `integration.at(endpoint)....get(url)`.
+
+The builder only collects a call's options; its verbs hand it to the pipeline through
+the `run` function it was made with (`pipeline.call.run`, see `call.request`).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:  # pragma: no cover
-    from ..models import Integration
-
+#: What a verb calls: a URL, a path joined to the provider's `base_url`, or a callable wrapping an SDK.
 Target = str | Callable[..., Any] | None
+#: How a builder runs: ``run(builder, method, target)``.
+Runner = Callable[["RequestBuilder", str, Any], Any]
+
+#: The longest idempotency key (the column is VARCHAR(191), for MySQL's index limits).
+MAX_KEY_LENGTH = 191
+
+
+def check_key(key: object) -> str:
+    """`key` when it is a usable idempotency key; ValueError otherwise."""
+    if not isinstance(key, str) or not key:
+        raise ValueError("with_idempotency_key() needs a non-empty string key.")
+    if len(key) > MAX_KEY_LENGTH:
+        raise ValueError(f"Idempotency keys are at most {MAX_KEY_LENGTH} characters, got {len(key)}.")
+    return key
 
 
 class RequestBuilder:
@@ -18,10 +34,12 @@ class RequestBuilder:
     key and fakes; the target passed to the verb is what is called.
     """
 
-    def __init__(self, integration: Integration, endpoint: str):
+    def __init__(self, integration: Any, endpoint: str, run: Runner):
         if not isinstance(endpoint, str) or not endpoint:
             raise ValueError("at() needs a non-empty endpoint label, e.g. '/repos/{owner}/{repo}/issues'.")
+        #: the `Integration` being called
         self.integration = integration
+        self._run = run
         self.endpoint = endpoint
         self.result_class: type | None = None
         self.cache_ttl: float | None = None
@@ -48,6 +66,8 @@ class RequestBuilder:
     def with_cache(
         self, ttl: float, serve_stale: bool = False, methods: Iterable[str] | None = None
     ) -> RequestBuilder:
+        """Cache the JSON result for `ttl` seconds (GET only unless `methods` says otherwise);
+        with `serve_stale`, a failed call returns a stale copy (kept `INTEGRATIONS_CACHE["stale_ttl"]`)."""
         if isinstance(ttl, bool) or not isinstance(ttl, int | float) or ttl <= 0:
             raise ValueError("with_cache() needs a positive ttl in seconds.")
         self.cache_ttl = ttl
@@ -57,6 +77,7 @@ class RequestBuilder:
         return self
 
     def with_attempts(self, attempts: int) -> RequestBuilder:
+        """Try at most `attempts` times (default: 3 for GET, 1 otherwise); only transient failures retry."""
         if isinstance(attempts, bool) or not isinstance(attempts, int) or attempts < 1:
             raise ValueError("with_attempts() needs an integer >= 1.")
         self.attempts = attempts
@@ -68,30 +89,35 @@ class RequestBuilder:
         return self
 
     def with_form(self, data: Any) -> RequestBuilder:
+        """Send `data` as a form-encoded body."""
         self.form = data
         return self
 
     def with_headers(self, headers: dict[str, str]) -> RequestBuilder:
+        """Add request headers (they are never stored)."""
         self.headers.update(headers)
         return self
 
     def with_timeout(self, seconds: float) -> RequestBuilder:
+        """The timeout of each attempt, instead of `INTEGRATIONS_HTTP_TIMEOUT`."""
         if isinstance(seconds, bool) or not isinstance(seconds, int | float) or seconds <= 0:
             raise ValueError("with_timeout() needs a positive number of seconds.")
         self.timeout = seconds
         return self
 
     def related_to(self, obj: Any) -> RequestBuilder:
+        """Store `obj` (a mapped object with an integer key) as the rows' `related_type`/`related_id`."""
         self.related = obj
         return self
 
     def retry_of(self, request_id: int) -> RequestBuilder:
+        """Mark this call as a retry of the call whose first request row is `request_id`."""
         self.retry_of_id = request_id
         return self
 
     def with_idempotency_key(self, key: str) -> RequestBuilder:
-        from .idempotency import check_key
-
+        """Run the call at most once per (integration, `key`) across all processes (1-191 characters);
+        a second call with the key raises `IdempotencyConflict` without running."""
         self.idempotency_key = check_key(key)
         return self
 
@@ -101,18 +127,23 @@ class RequestBuilder:
         return self
 
     def get(self, target: Target = None) -> Any:
+        """Run the call as GET (see `execute`)."""
         return self.execute("GET", target)
 
     def post(self, target: Target = None) -> Any:
+        """Run the call as POST (see `execute`)."""
         return self.execute("POST", target)
 
     def put(self, target: Target = None) -> Any:
+        """Run the call as PUT (see `execute`)."""
         return self.execute("PUT", target)
 
     def patch(self, target: Target = None) -> Any:
+        """Run the call as PATCH (see `execute`)."""
         return self.execute("PATCH", target)
 
     def delete(self, target: Target = None) -> Any:
+        """Run the call as DELETE (see `execute`)."""
         return self.execute("DELETE", target)
 
     def execute(self, method: str, target: Target = None) -> Any:
@@ -120,11 +151,9 @@ class RequestBuilder:
 
         Without a target the endpoint itself is used as the path.
         """
-        from .call import run
-
         if not isinstance(method, str) or not method:
             raise ValueError("execute() needs a method such as 'GET' or an SDK operation name.")
-        return run(
+        return self._run(
             self, method.upper() if method.isalpha() else method, self.endpoint if target is None else target
         )
 

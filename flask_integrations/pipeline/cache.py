@@ -28,7 +28,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from ..store import Store, StoreUnavailable, fail_open
+from ..errors import StoreUnavailable
+from ..state.store import Store, fail_open
 
 logger = logging.getLogger("flask_integrations")
 
@@ -119,8 +120,12 @@ def count_hit(store: Store, request_id: int | None, stale: bool = False) -> None
     store.hash_incr(HITS_KEY, {f"{request_id}{STALE_SUFFIX if stale else ''}": 1})
 
 
-_last_flush_check = 0.0
-_flush_check_lock = threading.Lock()
+class _FlushChecks:
+    """When this process last asked whether a flush is due."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.last = 0.0
 
 
 @fail_open(False)
@@ -129,12 +134,12 @@ def flush_due(store: Store, interval: float = 10.0) -> bool:
 
     Costs no round trip between this process's checks, one at each check.
     """
-    global _last_flush_check
+    checks = store.process_local("cache-flush-checks", _FlushChecks)
     now = time.monotonic()
-    with _flush_check_lock:
-        if now - _last_flush_check < interval:
+    with checks.lock:
+        if now - checks.last < interval:
             return False
-        _last_flush_check = now
+        checks.last = now
     return store.set_if_absent(FLUSH_CLAIM_KEY, "1", interval)
 
 

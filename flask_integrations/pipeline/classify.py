@@ -20,8 +20,15 @@ from typing import Any
 
 import httpx
 
+from ..db.statuses import FailureClass
 from ..errors import IntegrationHTTPError, IntegrationsError, RateLimitExceeded, RetryableError
-from ..health import CLIENT, THROTTLE, UNKNOWN, UPSTREAM
+
+UPSTREAM, THROTTLE, CLIENT, UNKNOWN = (
+    FailureClass.UPSTREAM,
+    FailureClass.THROTTLE,
+    FailureClass.CLIENT,
+    FailureClass.UNKNOWN,
+)
 
 __all__ = [
     "chain",

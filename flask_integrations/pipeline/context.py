@@ -17,7 +17,7 @@ from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..models import Integration
+    from ..db.models import Integration
 
 __all__ = ["RequestContext", "activate", "current_context", "wants_context"]
 

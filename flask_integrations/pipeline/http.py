@@ -1,28 +1,19 @@
-"""One `httpx.Client` per process for URL calls (created lazily, again after a fork)."""
+"""The `httpx.Client` URL calls go through (one per app and process), URLs and bodies."""
 
 from __future__ import annotations
 
 import logging
-import os
-import threading
 
 import httpx
 
-from . import redact
-
-_lock = threading.Lock()
-_client: httpx.Client | None = None
-_pid: int | None = None
+from ..config import DEFAULTS
+from ..redaction import redact_query
+from ..state import AppState, current_state
 
 
-def client() -> httpx.Client:
-    global _client, _pid
-    if _client is None or _pid != os.getpid():
-        with _lock:
-            if _client is None or _pid != os.getpid():
-                _client = httpx.Client(follow_redirects=False)
-                _pid = os.getpid()
-    return _client
+def client(state: AppState) -> httpx.Client:
+    """The app's client in this process: made on first use, again in a forked child."""
+    return state.derived("http-client", lambda: httpx.Client(follow_redirects=False))
 
 
 def join_url(base_url: str | None, target: str) -> str:
@@ -60,15 +51,13 @@ class RedactedQueryFilter(logging.Filter):
 
 
 def redacted_url(url: httpx.URL) -> httpx.URL:
-    from ..config import DEFAULTS
-    from ..state import current_state
-
+    """`url` with the query values of redact keys replaced."""
     try:
         keys = current_state().setting("REDACT_KEYS")
     except Exception:  # noqa: BLE001 - outside an app context, or an app without the extension
         keys = DEFAULTS["INTEGRATIONS_REDACT_KEYS"]
     query = url.query.decode("ascii", "replace")
-    redacted = redact.redact_query(query, redact_keys=keys)
+    redacted = redact_query(query, redact_keys=keys)
     return url if redacted == query else url.copy_with(query=redacted.encode("ascii", "replace"))
 
 

@@ -10,24 +10,14 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 from ..clock import utcnow
-from ..detached import caller_holds_sqlite_write_lock, shares_caller_connection
+from ..db.transactions import caller_holds_sqlite_write_lock, shares_caller_connection
 from ..errors import IdempotencyConflict, IntegrationsError
 from ..state import AppState
-
-MAX_KEY_LENGTH = 191
-
-
-def check_key(key: object) -> str:
-    if not isinstance(key, str) or not key:
-        raise ValueError("with_idempotency_key() needs a non-empty string key.")
-    if len(key) > MAX_KEY_LENGTH:
-        raise ValueError(f"Idempotency keys are at most {MAX_KEY_LENGTH} characters, got {len(key)}.")
-    return key
 
 
 def ensure_independent_commit(state: AppState) -> None:
     """Refuse a keyed call whose key row could not be committed independently."""
-    engine = state.db.engine
+    engine = state.engine()
     if shares_caller_connection(engine):
         raise RuntimeError(
             "Idempotency keys need their own database connection, but this engine's pool "
@@ -47,7 +37,7 @@ def claim(state: AppState, integration_id: int, key: str) -> None:
     table = state.tables["idempotency_keys"]
     now = utcnow()
     try:
-        with state.db.engine.begin() as connection:
+        with state.engine().begin() as connection:
             connection.execute(
                 sa.insert(table).values(
                     integration_id=integration_id, key=key, created_at=now, updated_at=now
@@ -65,7 +55,7 @@ def claim(state: AppState, integration_id: int, key: str) -> None:
 
 def _key_exists(state: AppState, integration_id: int, key: str) -> bool:
     table = state.tables["idempotency_keys"]
-    with state.db.engine.connect() as connection:
+    with state.engine().connect() as connection:
         found = connection.execute(
             sa.select(table.c.id).where(table.c.integration_id == integration_id, table.c.key == key)
         ).first()
@@ -74,7 +64,7 @@ def _key_exists(state: AppState, integration_id: int, key: str) -> bool:
 
 def original_request_id(state: AppState, integration_id: int, key: str) -> int | None:
     table = state.tables["requests"]
-    with state.db.engine.connect() as connection:
+    with state.engine().connect() as connection:
         return connection.execute(
             sa.select(sa.func.min(table.c.id)).where(
                 table.c.integration_id == integration_id, table.c.idempotency_key == key
@@ -85,7 +75,7 @@ def original_request_id(state: AppState, integration_id: int, key: str) -> int |
 def release(state: AppState, integration_id: int, key: str) -> None:
     """Free the key: the upstream provably did not act, so the call may be made again."""
     table = state.tables["idempotency_keys"]
-    with state.db.engine.begin() as connection:
+    with state.engine().begin() as connection:
         connection.execute(
             sa.delete(table).where(table.c.integration_id == integration_id, table.c.key == key)
         )

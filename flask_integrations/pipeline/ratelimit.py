@@ -25,7 +25,7 @@ from typing import Any
 
 from ..clock import as_utc
 from ..errors import RateLimitExceeded
-from ..store import Store, fail_open
+from ..state.store import Store, fail_open
 
 WINDOW = 60.0
 #: Longest single sleep while waiting, so that a longer suppression reported meanwhile

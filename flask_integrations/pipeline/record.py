@@ -1,64 +1,38 @@
-"""One `{p}_requests` row per attempt, committed on its own connection.
+"""One `{p}_requests` row per attempt: its values, and where and when it is written.
 
-The row must survive the caller's rollback, so it never goes through the
-caller's session. Rows are written in batches by a thread of their own (see
-`writer.py`). On PostgreSQL that thread uses a small engine of its own with
-`synchronous_commit = off` (a lost log row on a server crash is acceptable;
-the commit is several times cheaper). Where SQLite makes a second connection
-unsafe (the caller's transaction holds the write lock, or a memory database
-has a single connection), the row is written right after the caller's
-transaction ends (see `detached.py`).
+The row must survive the caller's rollback, so it never goes through the caller's
+session: it is written in batches by a thread of its own (see `writer.py`), or in line
+where a writer cannot reserve ids. Where SQLite makes a second connection unsafe (the
+caller's transaction holds the write lock, or a memory database has a single
+connection), the row is written right after the caller's transaction ends (see
+`db/transactions.py`).
 """
 
 from __future__ import annotations
 
-import os
-import threading
-import weakref
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import httpx
 import sqlalchemy as sa
 
+from .. import signals
 from ..clock import utcnow
-from ..detached import caller_holds_sqlite_write_lock, run_detached, shares_caller_connection
+from ..db.models import polymorphic_ref
+from ..db.transactions import caller_holds_sqlite_write_lock, run_detached, shares_caller_connection
+from ..logs.timeline import note as note_request_id
+from ..redaction import error_text, integration_secrets, prepare_body
 from ..state import AppState
+from .context import RequestContext
+from .http import decode
 from .rows import InsertStatement, raw_cursor
-from .writer import Finish, writer_for
+from .writer import Finish, log_engine, wait_for_thread_rows, writer_for
 
-_log_engines: weakref.WeakKeyDictionary[sa.Engine, tuple[int, sa.Engine]] = weakref.WeakKeyDictionary()
-_engines_lock = threading.Lock()
+if TYPE_CHECKING:  # pragma: no cover
+    from .builder import RequestBuilder
+    from .outcome import Outcome
 
-
-_app_engines: weakref.WeakKeyDictionary[AppState, sa.Engine] = weakref.WeakKeyDictionary()
-
-
-def app_engine(state: AppState) -> sa.Engine:
-    """The app's default engine, looked up once (Flask-SQLAlchemy's lookup costs a few µs a call)."""
-    engine = _app_engines.get(state)
-    if engine is None:
-        engine = _app_engines[state] = state.db.engine
-    return engine
-
-
-def log_engine(state: AppState) -> sa.Engine:
-    """The engine request rows are written with (one per app engine and process)."""
-    engine = app_engine(state)
-    if engine.dialect.name != "postgresql":
-        return engine
-    known = _log_engines.get(engine)
-    if known is not None and known[0] == os.getpid():
-        return known[1]
-    with _engines_lock:
-        created = sa.create_engine(
-            engine.url,
-            pool_size=2,
-            max_overflow=8,
-            pool_pre_ping=True,
-            connect_args={"options": "-c synchronous_commit=off"},
-        )
-        _log_engines[engine] = (os.getpid(), created)
-        return created
+REQUEST_ID_HEADERS = ("request-id", "x-request-id", "x-github-request-id", "x-amzn-requestid")
 
 
 class RowInserter:
@@ -66,7 +40,7 @@ class RowInserter:
 
     Used on SQLite when the requests table cannot reserve ids (see
     `rows.id_reserver`) and a second connection is really separate (see
-    `detached.shares_caller_connection`).
+    `db.transactions.shares_caller_connection`).
     """
 
     def __init__(self, engine: sa.Engine, table: sa.Table):
@@ -79,14 +53,9 @@ class RowInserter:
             return cursor.fetchall()[0][0]
 
 
-_inserters: weakref.WeakKeyDictionary[sa.Engine, RowInserter] = weakref.WeakKeyDictionary()
-
-
-def inserter(engine: sa.Engine, table: sa.Table) -> RowInserter:
-    with _engines_lock:
-        if engine not in _inserters:
-            _inserters[engine] = RowInserter(engine, table)
-        return _inserters[engine]
+def inserter(state: AppState) -> RowInserter:
+    """The app's in-line inserter in this process."""
+    return state.derived("row-inserter", lambda: RowInserter(log_engine(state), state.tables["requests"]))
 
 
 class CallLog:
@@ -101,6 +70,115 @@ class CallLog:
     def remember(self, row_id: int | None) -> None:
         if self.first_id is None:
             self.first_id = row_id
+
+
+def record(
+    state: AppState,
+    provider: Any,
+    spec: RequestBuilder,
+    method: str,
+    target: Any,
+    ctx: RequestContext,
+    outcome: Outcome,
+    call_log: CallLog,
+) -> None:
+    integration = spec.integration
+    secrets = integration_secrets(integration)
+    log_bodies = state.setting("LOG_BODIES")
+    body_options = {
+        "redact_keys": state.setting("REDACT_KEYS"),
+        "secrets": secrets,
+        "max_bytes": state.setting("LOG_BODY_MAX_BYTES"),
+    }
+    related_type, related_id = (
+        polymorphic_ref(spec.related, "related") if spec.related is not None else (None, None)
+    )
+    error = None
+    if outcome.exc is not None:
+        error = error_text(outcome.exc, secrets)
+    elif outcome.failure is not None:
+        error = f"HTTP {outcome.status}"
+    values = {
+        "integration_id": integration.id,
+        "endpoint": spec.endpoint[:2048],
+        "method": method[:255],
+        "status_code": outcome.status,
+        "request_data": prepare_body(
+            outcome.request_data, paths=getattr(provider, "sensitive_request_fields", ()), **body_options
+        )
+        if log_bodies
+        else None,
+        "response_data": None,
+        "error": error,
+        "duration_ms": outcome.duration_ms,
+        "idempotency_key": spec.idempotency_key,
+        "provider_request_id": provider_request_id(ctx, outcome.response),
+        "related_type": related_type,
+        "related_id": related_id,
+        "failure_class": outcome.failure,
+        "cache_hits": 0,
+        "stale_hits": 0,
+    }
+
+    def then(row_id: int | None) -> None:
+        note_request_id(row_id)
+        ctx.request_id = row_id
+        outcome.request_id = row_id
+        common = {
+            "integration": integration,
+            "request_id": row_id,
+            "endpoint": spec.endpoint,
+            "method": method,
+        }
+        signal = signals.request_completed if outcome.failure is None else signals.request_failed
+        if not signal.receivers:
+            return
+        wait_for_thread_rows()  # signals go out after the row they describe is committed
+        if outcome.failure is None:
+            signal.send(state.app, status_code=outcome.status, duration_ms=outcome.duration_ms, **common)
+        else:
+            signal.send(state.app, error=error, failure_class=outcome.failure, **common)
+
+    finish = None
+    if log_bodies:
+        response_paths = getattr(provider, "sensitive_response_fields", ())
+        finish = response_body_later(outcome, target, response_paths, body_options)
+        if finish is None:
+            value = outcome.value
+            body = decode(value) if isinstance(value, httpx.Response) else value
+            values["response_data"] = prepare_body(body, paths=response_paths, **body_options)
+    write_attempt(state, call_log, values, then, finish)
+
+
+def response_body_later(
+    outcome: Outcome, target: Any, paths: Any, body_options: dict[str, Any]
+) -> Finish | None:
+    """The redaction of the response body, to run in the row writer's thread, or None to run it now.
+
+    Only a body read from an `httpx.Response` waits: the response's bytes cannot
+    change, where the caller may change the value it was given. A body larger
+    than the stored maximum is redacted now, so that queued rows stay small.
+    """
+    response = outcome.response
+    if response is None or (callable(target) and outcome.value is not response):
+        return None  # no response, or an SDK's own value, which its caller now holds
+    try:
+        if len(response.content) > body_options["max_bytes"]:
+            return None
+    except httpx.ResponseNotRead:
+        return None
+    return lambda: {"response_data": prepare_body(decode(response), paths=paths, **body_options)}
+
+
+def provider_request_id(ctx: RequestContext, response: httpx.Response | None) -> str | None:
+    if ctx.provider_request_id:
+        return str(ctx.provider_request_id)[:255]
+    if response is not None:
+        found = {name: value for name, value in response.headers.items() if name in REQUEST_ID_HEADERS}
+        for name in REQUEST_ID_HEADERS:
+            if found.get(name):
+                return found[name][:255]
+    return None
 
 
 def write_attempt(
@@ -125,12 +203,12 @@ def write_attempt(
 
     session = state.db.session()
     held = caller_holds_sqlite_write_lock(session, engine)
-    writer = None if held else writer_for(app_engine(state), engine, table)
+    writer = None if held else writer_for(state)
     if writer is not None or not (held or shares_caller_connection(engine)):
         if writer is not None:
             row_id = writer.submit(row(finished=False), finish)
         else:
-            row_id = inserter(engine, table).insert(row())
+            row_id = inserter(state).insert(row())
         call.remember(row_id)
         then(row_id)
         return

@@ -20,9 +20,17 @@ import math
 from typing import Any
 
 from ..errors import IntegrationHTTPError, RetryableError
-from ..health import THROTTLE, UNKNOWN, UPSTREAM
 from ..providers import CustomizesRetry
-from .classify import classify_exception, classify_status, deciding_link, find_retry_after, find_status
+from .classify import (
+    THROTTLE,
+    UNKNOWN,
+    UPSTREAM,
+    classify_exception,
+    classify_status,
+    deciding_link,
+    find_retry_after,
+    find_status,
+)
 
 __all__ = ["THROTTLE_DELAY", "default_attempts", "retry_delay"]
 

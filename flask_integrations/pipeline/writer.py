@@ -20,6 +20,10 @@ in line:
 - A row the database refuses (say its integration is not committed yet) is
   logged and skipped; the rest of its batch is written one by one.
 
+Request rows are written on PostgreSQL with a small engine of the writer's own, with
+`synchronous_commit = off` (a lost log row on a server crash is acceptable; the commit
+is several times cheaper); elsewhere with the app's engine (`log_engine`).
+
 SQLite has one writer at a time, and a commit between a transaction's read
 and its first write makes that write fail (SQLITE_BUSY_SNAPSHOT). So a call
 made inside the caller's write transaction is not queued (`record.py` writes
@@ -32,11 +36,9 @@ from __future__ import annotations
 
 import atexit
 import logging
-import os
 import sqlite3
 import threading
 import time
-import weakref
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -44,7 +46,9 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import event
 
-from ..detached import shares_caller_connection
+from ..db.transactions import shares_caller_connection
+from ..state import AppState
+from ..state.app_state import keep_engine_after_fork, live_states
 from .rows import InsertStatement, ReserveIds, id_reserver, raw_cursor
 
 logger = logging.getLogger("flask_integrations")
@@ -95,9 +99,27 @@ class RowWriter:
         self.waiters = 0  # threads waiting for their rows: write now, do not linger
         self.written = 0  # every row up to this sequence number is written (or given up)
         self.thread: threading.Thread | None = None
+        self._guarded: sa.Engine | None = None
 
     def __repr__(self) -> str:
         return f"<RowWriter table={self.table.name!r} queued={self.queued} written={self.written}>"
+
+    # -- the read barrier --------------------------------------------------------------------
+
+    def guard_reads(self, app_engine: sa.Engine) -> None:
+        """Before any statement a thread sends through `app_engine`, wait for the rows it queued."""
+        self._guarded = app_engine
+        event.listen(app_engine, "before_cursor_execute", self._read_barrier)
+
+    def stop_guarding_reads(self) -> None:
+        engine, self._guarded = self._guarded, None
+        if engine is not None and event.contains(engine, "before_cursor_execute", self._read_barrier):
+            event.remove(engine, "before_cursor_execute", self._read_barrier)
+
+    def _read_barrier(self, connection: sa.Connection, cursor: Any, *_: Any) -> None:
+        if self.sqlite and cursor.connection.in_transaction:
+            return  # this connection may hold the write lock the writer needs; see the module's docstring
+        self.wait_for_thread()
 
     # -- callers ---------------------------------------------------------------------------
 
@@ -226,46 +248,52 @@ def _finish(batch: list[Queued]) -> None:
         time.sleep(0)  # let a calling thread that waits for the GIL go first
 
 
-_writers: weakref.WeakKeyDictionary[sa.Engine, tuple[int, RowWriter | None]] = weakref.WeakKeyDictionary()
-_writers_lock = threading.Lock()
+def log_engine(state: AppState) -> sa.Engine:
+    """The engine request rows are written with (the app's own, except on PostgreSQL)."""
+    engine = state.engine()
+    if engine.dialect.name != "postgresql":
+        return engine
+    return state.derived(
+        "log-engine",
+        lambda: sa.create_engine(
+            engine.url,
+            pool_size=2,
+            max_overflow=8,
+            pool_pre_ping=True,
+            connect_args={"options": "-c synchronous_commit=off"},
+        ),
+        after_fork=keep_engine_after_fork,
+    )
 
 
-def writer_for(app_engine: sa.Engine, log_engine: sa.Engine, table: sa.Table) -> RowWriter | None:
-    """The writer of this process for `app_engine`'s request rows (a new one after a fork),
-    or None where rows cannot be written behind the call (see `rows.id_reserver`)."""
-    known = _writers.get(app_engine)
-    if known is not None and known[0] == os.getpid():
-        return known[1]
-    with _writers_lock:
-        known = _writers.get(app_engine)
-        if known is None or known[0] != os.getpid():
-            known = _writers[app_engine] = (os.getpid(), _new_writer(log_engine, table))
-            barrier_missing = not event.contains(app_engine, "before_cursor_execute", _read_barrier)
-            if known[1] is not None and barrier_missing:
-                event.listen(app_engine, "before_cursor_execute", _read_barrier)
-        return known[1]
+def writer_for(state: AppState) -> RowWriter | None:
+    """The app's request-row writer in this process (a new one after a fork), or None where rows
+    cannot be written behind the call (see `rows.id_reserver`)."""
+    return state.derived("row-writer", lambda: _new_writer(state), after_fork=_abandon)
 
 
-def _new_writer(engine: sa.Engine, table: sa.Table) -> RowWriter | None:
+def _new_writer(state: AppState) -> RowWriter | None:
+    engine = log_engine(state)
     if shares_caller_connection(engine):  # one connection for everyone: nothing to write with
         return None
+    table = state.tables["requests"]
     reserve_ids = id_reserver(engine, table)
-    return RowWriter(engine, table, reserve_ids) if reserve_ids is not None else None
+    if reserve_ids is None:
+        return None
+    writer = RowWriter(engine, table, reserve_ids)
+    writer.guard_reads(state.engine())
+    return writer
+
+
+def _abandon(writer: RowWriter | None) -> bool:
+    """In a forked child: the parent's writer (its queue, its thread) is not the child's."""
+    if writer is not None:
+        writer.stop_guarding_reads()
+    return False
 
 
 def _writers_here() -> list[RowWriter]:
-    pid = os.getpid()
-    return [writer for owner, writer in list(_writers.values()) if owner == pid and writer is not None]
-
-
-def _read_barrier(connection: sa.Connection, cursor: Any, *_: Any) -> None:
-    known = _writers.get(connection.engine)
-    if known is None or known[1] is None or known[0] != os.getpid():
-        return
-    writer = known[1]
-    if writer.sqlite and cursor.connection.in_transaction:
-        return  # this connection may hold the write lock the writer needs; see the module's docstring
-    writer.wait_for_thread()
+    return [w for w in (s.peek("row-writer") for s in live_states()) if w is not None]
 
 
 def wait_for_thread_rows() -> None:

@@ -6,9 +6,10 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from ..clock import utcnow
+from ..db.statuses import ItemStatus
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..models import Integration
+    from ..db.models import Integration
     from ..state import AppState
 
 logger = logging.getLogger("flask_integrations")
@@ -69,7 +70,7 @@ class SyncSession:
                 "external_id": None if external_id is None else str(external_id)[:EXTERNAL_ID_MAX],
                 "checkpoint_value": checkpoint,
                 "payload": payload,
-                "status": "pending",
+                "status": ItemStatus.PENDING,
                 "attempts": 0,
                 "created_at": now,
                 "updated_at": now,

@@ -1,5 +1,8 @@
-"""Inbound webhooks: the blueprint that receives them and the job that processes them."""
+"""Inbound webhooks: storing a delivery once (intake), the job that processes it, recovery and replay.
 
-from .service import RECEIVED_STATUSES, dedup_key, filter_headers
+The routes that receive them are in `flask_integrations.web.webhooks`.
+"""
 
-__all__ = ["RECEIVED_STATUSES", "dedup_key", "filter_headers"]
+from .intake import dedup_key, filter_headers
+
+__all__ = ["dedup_key", "filter_headers"]

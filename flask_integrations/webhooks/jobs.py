@@ -10,13 +10,14 @@ from typing import Any
 import sqlalchemy as sa
 
 from ..clock import utcnow
+from ..db.models import IntegrationWebhook
+from ..db.statuses import LogStatus, WebhookStatus
 from ..logs import operation_context
-from ..models import IntegrationWebhook
-from ..pipeline.redact import exception_text, integration_secrets
 from ..providers import NO_HANDLER, HandlesWebhooks
-from ..queue import attempt_note
+from ..queue import attempt_note, enqueue
+from ..queue.names import PROCESS_WEBHOOK
+from ..redaction import error_text, integration_secrets
 from ..state import AppState, current_state
-from . import service
 
 logger = logging.getLogger("flask_integrations")
 
@@ -35,13 +36,13 @@ def process_webhook(webhook_id: int, attempts_seen: int | None = None) -> str | 
     state = current_state()
     session = state.db.session
     table = state.tables["webhooks"]
-    conditions = [table.c.id == webhook_id, table.c.status == "pending"]
+    conditions = [table.c.id == webhook_id, table.c.status == WebhookStatus.PENDING]
     if attempts_seen is not None:
         conditions.append(table.c.attempts == attempts_seen)
     claimed = session.execute(
         sa.update(table)
         .where(*conditions)
-        .values(status="processing", attempts=table.c.attempts + 1, updated_at=utcnow())
+        .values(status=WebhookStatus.PROCESSING, attempts=table.c.attempts + 1, updated_at=utcnow())
         .returning(table.c.attempts)
     ).scalar_one_or_none()
     session.commit()
@@ -59,6 +60,27 @@ def process_webhook(webhook_id: int, attempts_seen: int | None = None) -> str | 
         session.rollback()
         return _record_failure(state, webhook_id, claimed, integration, exc, started)
     return _record_success(state, webhook, claimed, integration, handled, started)
+
+
+def enqueue_processing(
+    state: AppState, webhook_id: int, attempts_seen: int, delay: float | None = None
+) -> None:
+    """Enqueue `process_webhook` for a stored row; `attempts_seen` fences the claim (see there)."""
+    settings = state.setting("WEBHOOK")
+    enqueue(
+        state,
+        PROCESS_WEBHOOK,
+        webhook_id,
+        attempts_seen,
+        queue=settings["queue"],
+        delay=delay,
+        job_timeout=int(settings["processing_timeout"]),
+    )
+
+
+def retry_delay(state: AppState, attempts: int) -> float:
+    """Seconds a failed webhook waits before its next attempt."""
+    return float(state.setting("WEBHOOK")["retry_delay"]) * attempts
 
 
 def _context(integration: Any) -> Any:
@@ -82,7 +104,11 @@ def _finish(state: AppState, webhook_id: int, claimed: int, **values: Any) -> bo
     return bool(
         state.db.session.execute(
             sa.update(table)
-            .where(table.c.id == webhook_id, table.c.status == "processing", table.c.attempts == claimed)
+            .where(
+                table.c.id == webhook_id,
+                table.c.status == WebhookStatus.PROCESSING,
+                table.c.attempts == claimed,
+            )
             .values(updated_at=utcnow(), **values)
         ).rowcount
     )
@@ -98,7 +124,9 @@ def _record_success(
 ) -> str | None:
     session = state.db.session
     webhook_id, event_type, delivery_id = webhook.id, webhook.event_type, webhook.delivery_id
-    if not _finish(state, webhook_id, claimed, status="processed", processed_at=utcnow(), error=None):
+    if not _finish(
+        state, webhook_id, claimed, status=WebhookStatus.PROCESSED, processed_at=utcnow(), error=None
+    ):
         session.rollback()
         logger.warning(
             "flask-integrations: webhook %s was reclaimed while processing: result dropped", webhook_id
@@ -108,10 +136,18 @@ def _record_success(
     if note:
         logger.info("flask-integrations: webhook %s: %s", webhook_id, note)
     _write_log(
-        state, integration, webhook_id, event_type, delivery_id, claimed, "success", started, note=note
+        state,
+        integration,
+        webhook_id,
+        event_type,
+        delivery_id,
+        claimed,
+        LogStatus.SUCCESS,
+        started,
+        note=note,
     )
     session.commit()
-    return "processed"
+    return WebhookStatus.PROCESSED
 
 
 def _record_failure(
@@ -121,7 +157,7 @@ def _record_failure(
     error = _safe_error(integration, exc)
     max_attempts = int(state.setting("WEBHOOK")["max_attempts"])
     retry = claimed < max_attempts
-    status = "pending" if retry else "failed"
+    status = WebhookStatus.PENDING if retry else WebhookStatus.FAILED
     if not _finish(state, webhook_id, claimed, status=status, error=error):
         session.rollback()
         return None
@@ -137,12 +173,12 @@ def _record_failure(
         row.event_type,
         row.delivery_id,
         claimed,
-        "failed",
+        LogStatus.FAILED,
         started,
         error=error,
     )
     if retry:
-        service.enqueue_processing(state, webhook_id, claimed, delay=service.retry_delay(state, claimed))
+        enqueue_processing(state, webhook_id, claimed, delay=retry_delay(state, claimed))
     session.commit()
     logger.warning(
         "flask-integrations: webhook %s failed (%s): %s",
@@ -155,7 +191,7 @@ def _record_failure(
 
 def _safe_error(integration: Any, exc: BaseException) -> str:
     """The error text with the integration's credential values scrubbed, cut to a sane size."""
-    return exception_text(exc, integration_secrets(integration), _MAX_ERROR_BYTES)
+    return error_text(exc, integration_secrets(integration), _MAX_ERROR_BYTES)
 
 
 def _write_log(

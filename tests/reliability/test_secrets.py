@@ -42,8 +42,8 @@ from flask_integrations import (
     Provider,
     RedactsRequestData,
 )
-from flask_integrations.queue import run_queued_jobs
 from flask_integrations.state import current_state
+from flask_integrations.testing import run_queued_jobs
 from tests.oauth_support import CLIENT_ID, CLIENT_SECRET, AuthServer, Connect
 from tests.support import Loose, db
 from tests.upstream import UpstreamServer
@@ -507,7 +507,7 @@ def exercise_reprs(app: Any, seen: Collected) -> None:
     ext = app.extensions["integrations"]
     seen.add("repr:extension", f"{ext!r} {ext!s}")
     seen.add("repr:state", f"{state!r} {state.keyring!r}")
-    from flask_integrations import models
+    from flask_integrations.db import models
 
     for model in models.MODELS.values():
         for obj in db.session.scalars(sa.select(model)).all():

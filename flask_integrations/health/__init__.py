@@ -1,0 +1,1 @@
+"""Health: consecutive upstream failures and the status they imply, health checks, request figures."""

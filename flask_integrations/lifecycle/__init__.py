@@ -1,0 +1,1 @@
+"""Integrations' lifecycle: create, update and delete them; their credentials and owners."""

@@ -1,0 +1,23 @@
+"""What the app or an operator does to one integration's pipeline state: its breaker, its cache."""
+
+from __future__ import annotations
+
+from ..db.models import Integration
+from ..state import current_state
+from . import breaker, cache
+
+
+def breaker_state(integration: Integration) -> str:
+    """'closed', 'open' or 'half-open'."""
+    state = current_state()
+    return breaker.breaker_state(state.store, integration.id, state.setting("BREAKER"))
+
+
+def reset_breaker(integration: Integration) -> None:
+    """Close the breaker and forget its failures."""
+    breaker.reset(current_state().store, integration.id)
+
+
+def forget_cache(integration: Integration, endpoint: str | None = None) -> None:
+    """Drop the integration's cached responses: all of them, or one endpoint's."""
+    cache.forget(current_state().store, integration.id, endpoint)

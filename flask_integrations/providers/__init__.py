@@ -1,0 +1,33 @@
+"""The provider kit: `Provider`, the capability mixins, and how credentials are validated."""
+
+from .base import Provider
+from .capabilities import (
+    NO_HANDLER,
+    OAUTH_TOKEN_FIELDS,
+    CustomizesRetry,
+    HandlesWebhooks,
+    HasHealthCheck,
+    IncrementalSync,
+    OAuth2,
+    RedactsRequestData,
+    ScheduledSync,
+    SupportsIdempotency,
+)
+from .registration import RESERVED_KEYS, check_provider_class, load_provider
+
+__all__ = [
+    "NO_HANDLER",
+    "OAUTH_TOKEN_FIELDS",
+    "RESERVED_KEYS",
+    "CustomizesRetry",
+    "HandlesWebhooks",
+    "HasHealthCheck",
+    "IncrementalSync",
+    "OAuth2",
+    "Provider",
+    "RedactsRequestData",
+    "ScheduledSync",
+    "SupportsIdempotency",
+    "check_provider_class",
+    "load_provider",
+]

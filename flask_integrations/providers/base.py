@@ -1,0 +1,64 @@
+"""`Provider`: the base class of every provider."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from . import fields
+from .capabilities import OAUTH_TOKEN_FIELDS, OAuth2
+
+if TYPE_CHECKING:  # pragma: no cover
+    import httpx
+
+
+class Provider:
+    """Base class of every provider: one external service the app connects to.
+
+    Providers are stateless: the extension keeps one instance per registered class
+    and passes the integration (the stored connection, with its credentials) to
+    every hook. Set `credential_class` / `metadata_class` to dataclasses to have
+    credentials and metadata validated and typed; None accepts any dict. Opt into
+    capabilities with the mixins (`ScheduledSync`, `HandlesWebhooks`, ...).
+    """
+
+    #: shown to people (the dashboard, `flask integrations install`); default: the class name
+    name: ClassVar[str | None] = None
+    #: a dataclass the credentials are validated against and read as; None = any dict
+    credential_class: ClassVar[type | None] = None
+    #: a dataclass the metadata is validated against; None = any dict
+    metadata_class: ClassVar[type | None] = None
+    #: the URL that path targets (``.get("/items")``) are joined to
+    base_url: ClassVar[str | None] = None
+    #: requests per minute across all processes, or None for no limit
+    rate_limit: ClassVar[int | None] = None
+
+    #: set by the registry: the key this provider is registered under
+    key: str = ""
+
+    def display_name(self) -> str:
+        """`name`, else the class name."""
+        return self.name or type(self).__name__
+
+    def prepare_request(self, integration: Any, request: httpx.Request) -> None:
+        """Add auth headers (or anything else) to an outgoing URL call, in place.
+
+        Called before every attempt of every URL call of `integration` (callable
+        targets are not httpx requests and skip it).
+        """
+
+    def credential_fields(self) -> dict[str, fields.FieldSpec] | None:
+        """The credential fields of `credential_class`, or None when any dict is accepted."""
+        return fields.field_specs(self.credential_class)
+
+    def validate_credentials(self, credentials: dict[str, Any]) -> dict[str, Any]:
+        """Return the credentials with defaults filled in, or raise `ValidationError`."""
+        extra = OAUTH_TOKEN_FIELDS if isinstance(self, OAuth2) else None
+        return fields.validate(
+            f"credentials for provider {self.key!r}", credentials, self.credential_fields(), extra
+        )
+
+    def validate_metadata(self, metadata: dict[str, Any]) -> dict[str, Any]:
+        """Return the metadata with defaults filled in, or raise `ValidationError`."""
+        return fields.validate(
+            f"metadata for provider {self.key!r}", metadata, fields.field_specs(self.metadata_class)
+        )

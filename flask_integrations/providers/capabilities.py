@@ -1,0 +1,158 @@
+"""The capability mixins a provider opts into, with the hooks each one calls.
+
+Each mixin's required methods raise `NotImplementedError` until the provider defines
+them; registration refuses a provider that declares a capability without its methods.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any, ClassVar
+
+if TYPE_CHECKING:  # pragma: no cover
+    from flask import Request
+
+    from ..db.models import Integration, IntegrationWebhook
+    from ..sync.session import SyncSession
+
+#: Credential fields every OAuth2 provider accepts besides its own.
+OAUTH_TOKEN_FIELDS: dict[str, Any] = {
+    "access_token": str | None,
+    "refresh_token": str | None,
+    "token_expires_at": int | float | str | None,
+}
+
+#: A webhook handler: ``handler(integration, webhook)``.
+WebhookHandler = Callable[["Integration | None", "IntegrationWebhook"], Any]
+
+
+class _Syncs:
+    #: minutes between runs; None = not scheduled unless the integration sets one
+    sync_interval: ClassVar[int | None] = None
+
+    def reduce_checkpoints(self, values: Iterable[Any]) -> Any:
+        """Fold the previous cursor and the completed items' checkpoints into the next cursor.
+
+        The default keeps the largest value (ISO timestamps and numbers both order well);
+        the cursor never moves backward whatever this returns.
+        """
+        present = [v for v in values if v is not None]
+        return max(present) if present else None
+
+
+class ScheduledSync(_Syncs):
+    """Runs `sync(integration, session)` on a schedule (every `sync_interval` minutes)."""
+
+    def sync(self, integration: Integration, session: SyncSession) -> None:
+        """Enumerate the records to sync: `session.dispatch(event, payload, ...)` for each."""
+        raise NotImplementedError(f"{type(self).__name__} must define sync(integration, session)")
+
+
+class IncrementalSync(_Syncs):
+    """Runs `sync_incremental(integration, session)` on every sync, with `session.cursor`."""
+
+    def sync_incremental(self, integration: Integration, session: SyncSession) -> None:
+        """Enumerate what changed since `session.cursor` (None on the first run)."""
+        raise NotImplementedError(f"{type(self).__name__} must define sync_incremental(integration, session)")
+
+
+class HandlesWebhooks:
+    """Receives webhooks on the ``{prefix}/<provider>/webhook`` routes."""
+
+    def verify_webhook(self, integration: Integration | None, request: Request) -> bool:
+        """True when the request is authentic (its signature checks out). `integration` is None
+        on the generic route unless `resolve_webhook_integration` found one."""
+        raise NotImplementedError(f"{type(self).__name__} must define verify_webhook()")
+
+    def webhook_event(self, request: Request) -> str | None:
+        """The event type of a delivery, used to route it to a handler."""
+        return None
+
+    def webhook_delivery_id(self, request: Request) -> str | None:
+        """The provider's id of a delivery, used to drop redeliveries (None: no deduplication)."""
+        return None
+
+    def webhook_handlers(self) -> dict[str, WebhookHandler]:
+        """``{event type: handler(integration, webhook)}``."""
+        return {}
+
+    def handle_webhook(self, integration: Integration | None, webhook: IntegrationWebhook) -> Any:
+        """Fallback for events without a handler in `webhook_handlers()`; the default has none
+        (it returns `NO_HANDLER` and the webhook ends `processed`, noted in its log)."""
+        return NO_HANDLER
+
+    def resolve_webhook_integration(self, request: Request) -> Integration | None:
+        """The integration a delivery to the generic route is for, or None."""
+        return None
+
+
+#: What the default `handle_webhook` returns: the event had no handler.
+NO_HANDLER = object()
+
+
+class HasHealthCheck:
+    """`health_check(integration) -> bool`, run by `flask integrations test`, install and the dashboard."""
+
+    def health_check(self, integration: Integration) -> bool:
+        """True when the integration can reach its upstream with its credentials."""
+        raise NotImplementedError(f"{type(self).__name__} must define health_check(integration)")
+
+
+class OAuth2:
+    """OAuth2 authorization-code flow with PKCE and token refresh."""
+
+    #: refresh when the token expires within this many seconds
+    refresh_threshold: ClassVar[int] = 300
+
+    def authorization_url(
+        self, integration: Integration, redirect_uri: str, state: str, code_challenge: str
+    ) -> str:
+        """The provider's authorization URL carrying `state` and the S256 `code_challenge`."""
+        raise NotImplementedError(f"{type(self).__name__} must define authorization_url()")
+
+    def exchange_code(
+        self, integration: Integration, code: str, redirect_uri: str, code_verifier: str
+    ) -> dict[str, Any]:
+        """The token endpoint's answer for `code` (a dict with `access_token`, ...)."""
+        raise NotImplementedError(f"{type(self).__name__} must define exchange_code()")
+
+    def refresh_token(self, integration: Integration) -> dict[str, Any]:
+        """The token endpoint's answer to a refresh with the stored refresh token."""
+        raise NotImplementedError(f"{type(self).__name__} must define refresh_token()")
+
+    def revoke_token(self, integration: Integration) -> None:
+        """Revoke the stored tokens at the provider."""
+        raise NotImplementedError(f"{type(self).__name__} must define revoke_token()")
+
+
+class RedactsRequestData:
+    """Dot paths (``*`` for list items) redacted from stored request/response bodies."""
+
+    sensitive_request_fields: ClassVar[tuple[str, ...] | list[str]] = ()
+    sensitive_response_fields: ClassVar[tuple[str, ...] | list[str]] = ()
+
+
+class CustomizesRetry:
+    """Decide retries before the defaults: None means "no opinion"."""
+
+    def is_retryable(self, exc: BaseException) -> bool | None:
+        """True or False to decide whether the failed attempt is retried; None for the defaults."""
+        return None
+
+    def retry_delay(self, exc: BaseException, attempt: int, status: int | None) -> float | None:
+        """Seconds to wait before the next attempt; None for the default delay."""
+        return None
+
+
+class SupportsIdempotency:
+    """Marker: the upstream dedupes by an idempotency header set from `ctx.idempotency_key`."""
+
+
+#: Methods a provider must define for each capability it declares.
+REQUIRED_METHODS: dict[type, tuple[str, ...]] = {
+    ScheduledSync: ("sync",),
+    IncrementalSync: ("sync_incremental",),
+    HandlesWebhooks: ("verify_webhook",),
+    HasHealthCheck: ("health_check",),
+    OAuth2: ("authorization_url", "exchange_code", "refresh_token", "revoke_token"),
+}

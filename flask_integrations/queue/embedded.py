@@ -1,0 +1,139 @@
+"""Jobs in the embedded mode (no Redis): run in this process right after their commit.
+
+Each job runs in a fresh app context; inside a request, after the response is sent.
+(A request context pushed without dispatching, such as pytest-flask's
+`test_request_context()`, counts as no request.) RQ's ``is_async=False`` is not used:
+it ignores retries and leaves delayed jobs scheduled forever. Delayed jobs are not run
+(nor slept): their rows wait, and the recovery commands run them once the delay has passed.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from flask import Flask, after_this_request, g, has_app_context, has_request_context, request
+
+from .jobs import QueuedJob, import_function
+
+logger = logging.getLogger("flask_integrations")
+
+_REQUEST_KEY = "_flask_integrations_jobs"
+_DISPATCHING = "flask_integrations.dispatching"
+
+
+@dataclass(eq=False)
+class _RequestJobs:
+    jobs: list[QueuedJob] = field(default_factory=list)
+    handed_off: bool = False
+
+
+class EmbeddedRunner:
+    """Runs jobs in this process after their commit, each in a fresh app context.
+
+    Jobs committed inside a request run once the response has been sent
+    (`call_on_close`; the request teardown if no response hook could be set).
+    Jobs a job enqueues run after it, in the same loop, not nested.
+    """
+
+    def __init__(self) -> None:
+        self._held: list[QueuedJob] = []
+        self._lock = threading.Lock()
+        self._local = threading.local()
+
+    def submit(self, jobs: list[QueuedJob]) -> None:
+        with self._lock:
+            self._held.extend(jobs)
+        if _dispatching_request():
+            holder = g.get(_REQUEST_KEY)
+            if holder is None or holder.handed_off:
+                holder = _RequestJobs()
+                setattr(g, _REQUEST_KEY, holder)
+                after_this_request(_hand_off(holder, self))
+            holder.jobs.extend(jobs)
+            return
+        self.run(jobs)
+
+    def held(self) -> list[QueuedJob]:
+        with self._lock:
+            return list(self._held)
+
+    def _take(self, job: QueuedJob) -> bool:
+        with self._lock:
+            for index, held in enumerate(self._held):
+                if held is job:
+                    del self._held[index]
+                    return True
+            return False
+
+    def run(self, jobs: list[QueuedJob]) -> int:
+        """Run these jobs (those still held) and any they enqueue; returns how many ran."""
+        pending = getattr(self._local, "pending", None)
+        if pending is not None:  # called from inside a running job: the outer loop runs them
+            pending.extend(jobs)
+            return 0
+        self._local.pending = pending = list(jobs)
+        ran = 0
+        try:
+            while pending:
+                job = pending.pop(0)
+                if self._take(job):
+                    self._run_one(job)
+                    ran += 1
+        finally:
+            self._local.pending = None
+        return ran
+
+    def run_all(self) -> int:
+        return self.run(self.held())
+
+    @staticmethod
+    def _run_one(job: QueuedJob) -> None:
+        try:
+            with job.state.app.app_context():
+                import_function(job.func)(*job.args)
+        except Exception:
+            logger.exception("flask-integrations: embedded job %r failed", job)
+
+
+def _dispatching_request() -> bool:
+    """True inside a request the app is dispatching (not a bare `test_request_context()`)."""
+    return has_request_context() and bool(request.environ.get(_DISPATCHING))
+
+
+def _mark_dispatching() -> None:
+    request.environ[_DISPATCHING] = True
+
+
+def _hand_off(holder: _RequestJobs, runner: EmbeddedRunner) -> Callable[[Any], Any]:
+    def attach(response: Any) -> Any:
+        holder.handed_off = True
+        response.call_on_close(lambda: runner.run(holder.jobs))
+        return response
+
+    return attach
+
+
+def run_request_leftovers(exc: BaseException | None = None) -> None:
+    """Teardown hook: jobs committed after the response hooks ran (e.g. in teardown) run now."""
+    holder = g.get(_REQUEST_KEY) if has_app_context() else None
+    if holder is not None and not holder.handed_off:
+        holder.handed_off = True
+        runner.run(holder.jobs)
+
+
+runner = EmbeddedRunner()
+
+
+def run_queued_jobs() -> int:
+    """Run every job the embedded runner holds now (for tests); returns how many ran."""
+    return runner.run_all()
+
+
+def init_app(app: Flask) -> None:
+    """Know which requests are being dispatched, and run jobs committed late in one at its teardown."""
+    app.before_request(_mark_dispatching)
+    app.teardown_request(run_request_leftovers)

@@ -1,0 +1,19 @@
+"""What may be stored, shown or logged: redacted bodies, scrubbed secrets, clean text."""
+
+from .bodies import prepare_body, redact, redact_query
+from .secrets import credential_secrets, error_text, integration_secrets, scrub, truncate
+from .text import REDACTED, clean_text, one_line
+
+__all__ = [
+    "REDACTED",
+    "clean_text",
+    "credential_secrets",
+    "error_text",
+    "integration_secrets",
+    "one_line",
+    "prepare_body",
+    "redact",
+    "redact_query",
+    "scrub",
+    "truncate",
+]

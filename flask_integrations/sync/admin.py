@@ -1,0 +1,76 @@
+"""What an operator does to sync items: list the failed ones, skip or retry one, advance a cursor."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+
+from ..clock import utcnow
+from ..db.models import Integration
+from ..db.statuses import ItemStatus
+from ..state import AppState
+from .finalise import maybe_finalise
+from .items import enqueue_items
+
+
+class ItemError(Exception):
+    """An operator action on a sync item that cannot be done (unknown id, wrong status)."""
+
+
+def _item_row(state: AppState, item_id: int) -> Any:
+    t = state.tables["sync_items"]
+    row = state.db.session.execute(
+        sa.select(t.c.id, t.c.status, t.c.sync_log_id, t.c.integration_id).where(t.c.id == item_id)
+    ).one_or_none()
+    if row is None:
+        raise ItemError(f"sync item {item_id} does not exist.")
+    return row
+
+
+def skip_item(state: AppState, item_id: int) -> str | None:
+    """Mark a `failed` item `skipped`, then re-finalise its run; returns the run's new status, if any."""
+    session = state.db.session
+    t = state.tables["sync_items"]
+    row = _item_row(state, item_id)
+    if row.status != ItemStatus.FAILED:
+        raise ItemError(f"sync item {item_id} is {row.status}: only failed items can be skipped.")
+    skipped = session.execute(
+        sa.update(t)
+        .where(t.c.id == item_id, t.c.status == ItemStatus.FAILED)
+        .values(status=ItemStatus.SKIPPED, updated_at=utcnow())
+    ).rowcount
+    session.commit()
+    if not skipped:
+        raise ItemError(f"sync item {item_id} changed status meanwhile: try again.")
+    return maybe_finalise(state, row.sync_log_id) if row.sync_log_id is not None else None
+
+
+def retry_item(state: AppState, item_id: int) -> None:
+    """Send a `failed` (or waiting `pending`) item back to a worker, with a fresh count of tries."""
+    session = state.db.session
+    t = state.tables["sync_items"]
+    row = _item_row(state, item_id)
+    if row.status not in (ItemStatus.FAILED, ItemStatus.PENDING):
+        raise ItemError(f"sync item {item_id} is {row.status}: only failed or pending items can be retried.")
+    provider_key = session.get(Integration, row.integration_id).provider
+    retried = session.execute(
+        sa.update(t)
+        .where(t.c.id == item_id, t.c.status == row.status)
+        .values(status=ItemStatus.PENDING, attempts=0, completed_at=None, updated_at=utcnow())
+    ).rowcount
+    if not retried:
+        session.rollback()
+        raise ItemError(f"sync item {item_id} changed status meanwhile: try again.")
+    enqueue_items(state, provider_key, [item_id])
+    session.commit()
+
+
+def failed_items(state: AppState, integration_id: int | None = None, since: Any = None) -> list[Any]:
+    t = state.tables["sync_items"]
+    query = sa.select(t).where(t.c.status == ItemStatus.FAILED).order_by(t.c.id)
+    if integration_id is not None:
+        query = query.where(t.c.integration_id == integration_id)
+    if since is not None:
+        query = query.where(t.c.updated_at >= since)
+    return list(state.db.session.execute(query).all())

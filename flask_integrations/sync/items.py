@@ -1,0 +1,192 @@
+"""Sync items: the `process_sync_items` job, each item's retries, and items a dead worker left.
+
+`process_sync_items` claims its pending items in one UPDATE, runs each handler (the
+handler's work commits item by item), writes the successes in one UPDATE, retries a
+raising item alone with `item_backoff`, and only then (after its statuses committed)
+checks whether the run is complete (finalise.py).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import sqlalchemy as sa
+
+from .. import signals
+from ..clock import utcnow
+from ..db.models import Integration, IntegrationSyncItem
+from ..db.statuses import ItemStatus
+from ..logs import operation_context
+from ..queue import attempt_note, enqueue
+from ..queue.names import PROCESS_SYNC_ITEMS, SYNC_ITEMS_ABANDONED
+from ..redaction import error_text, integration_secrets
+from ..state import AppState, current_state
+from .finalise import maybe_finalise
+from .pacing import item_delay, item_queue
+
+logger = logging.getLogger("flask_integrations")
+
+#: An error stored for a run or an item is cut to this many bytes.
+MAX_ERROR_BYTES = 8192
+
+
+class UnknownSyncEvent(LookupError):
+    """No handler is registered for an item's event."""
+
+
+def enqueue_items(
+    state: AppState, provider_key: str, ids: list[int], delay: float | None = None, group: str | None = None
+) -> int:
+    """Enqueue `process_sync_items` jobs of up to `items_per_job` ids; returns how many jobs.
+
+    With `group` (a run's batch id) the jobs go to RQ as one group of that name (Redis mode).
+    """
+    size = max(1, int(state.setting("SYNC")["items_per_job"]))
+    queue = item_queue(state, provider_key)
+    chunks = [ids[i : i + size] for i in range(0, len(ids), size)]
+    for chunk in chunks:
+        enqueue(
+            state,
+            PROCESS_SYNC_ITEMS,
+            list(chunk),
+            queue=queue,
+            delay=delay,
+            on_failure=SYNC_ITEMS_ABANDONED,
+            group=group,
+        )
+    return len(chunks)
+
+
+def process_sync_items(item_ids: list[int]) -> dict[str, int]:
+    """Process the pending items among `item_ids`; returns counts by outcome."""
+    state = current_state()
+    session = state.db.session
+    t = state.tables["sync_items"]
+    claimed = (
+        session.execute(
+            sa.update(t)
+            .where(t.c.id.in_(list(item_ids)), t.c.status == ItemStatus.PENDING)
+            .values(status=ItemStatus.PROCESSING, attempts=t.c.attempts + 1, updated_at=utcnow())
+            .returning(t.c.id)
+        )
+        .scalars()
+        .all()
+    )
+    session.commit()
+    outcome = {ItemStatus.SUCCESS: 0, ItemStatus.PENDING: 0, ItemStatus.FAILED: 0}
+    if not claimed:
+        return outcome
+    rows = session.execute(
+        sa.select(t.c.id, t.c.integration_id, t.c.event_class, t.c.payload, t.c.sync_log_id, t.c.attempts)
+        .where(t.c.id.in_(claimed))
+        .order_by(t.c.id)
+    ).all()
+    handlers = state.app.extensions["integrations"].sync_handlers()
+    integrations: dict[int, Integration] = {}
+    succeeded: list[int] = []
+    for row in rows:
+        integration = integrations.get(row.integration_id) or session.get(Integration, row.integration_id)
+        integrations[row.integration_id] = integration
+        with operation_context(integration, "sync"):
+            try:
+                handler = handlers.get(row.event_class)
+                if handler is None:
+                    raise UnknownSyncEvent(
+                        f"no sync handler is registered for event {row.event_class!r}; register one with "
+                        "@integrations.sync_handler(...) in a module the worker imports"
+                    )
+                handler(integration, row.payload)
+                session.commit()
+                succeeded.append(row.id)
+                outcome[ItemStatus.SUCCESS] += 1
+            except Exception as exc:
+                session.rollback()
+                outcome[_item_failed(state, integration, row, exc)] += 1
+    if succeeded:
+        session.execute(
+            sa.update(t)
+            .where(t.c.id.in_(succeeded), t.c.status == ItemStatus.PROCESSING)
+            .values(status=ItemStatus.SUCCESS, error=None, completed_at=utcnow(), updated_at=utcnow())
+        )
+        session.commit()
+    for log_id in sorted({row.sync_log_id for row in rows if row.sync_log_id is not None}):
+        maybe_finalise(state, log_id)
+    return outcome
+
+
+def items_abandoned(item_ids: list[int]) -> int:
+    """RQ failed a `process_sync_items` job itself (its worker died, it timed out): the items it left
+    `processing` go back to `pending` and to a worker again, or become `failed` once out of tries.
+
+    Returns how many items were re-enqueued.
+    """
+    state = current_state()
+    session = state.db.session
+    t = state.tables["sync_items"]
+    tries = int(state.setting("SYNC")["item_tries"])
+    now = utcnow()
+    rows = session.execute(
+        sa.select(t.c.id, t.c.attempts, t.c.sync_log_id, Integration.provider)
+        .join(Integration.__table__, Integration.__table__.c.id == t.c.integration_id)
+        .where(t.c.id.in_(list(item_ids)), t.c.status == ItemStatus.PROCESSING)
+    ).all()
+    lost = "the worker running this item was lost (killed, or the job timed out)"
+    retry = [r for r in rows if r.attempts < tries]
+    exhausted = [r.id for r in rows if r.attempts >= tries]
+    requeued: list[int] = []
+    if retry:
+        requeued = list(
+            session.execute(
+                sa.update(t)
+                .where(t.c.id.in_([r.id for r in retry]), t.c.status == ItemStatus.PROCESSING)
+                .values(status=ItemStatus.PENDING, error=lost, updated_at=now)
+                .returning(t.c.id)
+            ).scalars()
+        )
+        enqueue_items(state, retry[0].provider, requeued)
+    if exhausted:
+        session.execute(
+            sa.update(t)
+            .where(t.c.id.in_(exhausted), t.c.status == ItemStatus.PROCESSING)
+            .values(status=ItemStatus.FAILED, error=lost, completed_at=now, updated_at=now)
+        )
+    session.commit()
+    for log_id in sorted({r.sync_log_id for r in rows if r.sync_log_id is not None}):
+        maybe_finalise(state, log_id)
+    return len(requeued)
+
+
+def _item_failed(state: AppState, integration: Integration, row: Any, exc: BaseException) -> str:
+    """Back to `pending` with a delayed job of its own, or `failed` after `item_tries`."""
+    session = state.db.session
+    t = state.tables["sync_items"]
+    error = safe_error(integration, exc)
+    sync = state.setting("SYNC")
+    retry = row.attempts < int(sync["item_tries"]) and not isinstance(exc, UnknownSyncEvent)
+    now = utcnow()
+    if retry:
+        values = {"status": ItemStatus.PENDING, "error": error, "updated_at": now}
+    else:
+        values = {"status": ItemStatus.FAILED, "error": error, "completed_at": now, "updated_at": now}
+    written = session.execute(
+        sa.update(t).where(t.c.id == row.id, t.c.status == ItemStatus.PROCESSING).values(**values)
+    ).rowcount
+    if written and retry:
+        enqueue_items(state, integration.provider, [row.id], delay=item_delay(state, row.attempts))
+    session.commit()
+    logger.warning(
+        "flask-integrations: sync item %s (%s) failed (%s): %s",
+        row.id,
+        row.event_class,
+        attempt_note(row.attempts, int(sync["item_tries"]), retry),
+        error,
+    )
+    if written and not retry:
+        signals.sync_item_failed.send(state.app, item=session.get(IntegrationSyncItem, row.id), error=error)
+    return ItemStatus.PENDING if retry else ItemStatus.FAILED
+
+
+def safe_error(integration: Integration | None, exc: BaseException) -> str:
+    """An exception as stored for a run or an item: `Type: message`, secrets scrubbed, size-capped."""
+    return error_text(exc, integration_secrets(integration), MAX_ERROR_BYTES)

@@ -1,0 +1,161 @@
+"""Sync runs: claiming a run, and the provider's enumeration of its items.
+
+- `start_run` claims the integration: one conditional UPDATE on its row (a row
+  lock held to the commit), then, under that lock, a check that no `sync` log
+  of the integration younger than `lock_ttl` is `processing`, then the run's
+  log (status `processing`). Two `flask integrations sync` at once: the second
+  waits on the row lock, then sees the first's log and starts nothing.
+- `sync_integration` (a job) runs the provider's enumeration; the items and the
+  log's ``enumerated`` mark commit together, and the `process_sync_items` jobs
+  (see items.py) are dispatched after that commit.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from uuid import uuid4
+
+import sqlalchemy as sa
+
+from ..clock import utcnow
+from ..db.models import Integration, IntegrationLog
+from ..db.statuses import HealthStatus, LogStatus
+from ..db.transactions import dialect_name
+from ..logs import append_request_ids, collect_request_ids, operation_context
+from ..logs.writing import merged_metadata
+from ..providers import IncrementalSync, ScheduledSync
+from ..queue import enqueue
+from ..queue.names import SYNC_INTEGRATION
+from ..state import AppState, current_state
+from .finalise import finalise
+from .items import enqueue_items, safe_error
+from .pacing import run_queue
+from .session import SyncSession
+
+logger = logging.getLogger("flask_integrations")
+
+
+def start_run(state: AppState, integration_id: int, due_only: bool = False) -> IntegrationLog | None:
+    """Claim a run of the integration and write its `sync` log; None if a run is in flight (or not due)."""
+    session = state.db.session
+    session.commit()
+    t = state.tables["integrations"]
+    logs = state.tables["logs"]
+    now = utcnow()
+    conditions = [t.c.id == integration_id]
+    if due_only:
+        conditions += [
+            t.c.is_active.is_(True),
+            t.c.health_status != HealthStatus.DISABLED,
+            sa.or_(t.c.next_sync_at.is_(None), t.c.next_sync_at <= now),
+        ]
+    locked = session.execute(sa.update(t).where(*conditions).values(updated_at=now)).rowcount
+    if not locked:
+        session.rollback()
+        return None
+    lock_ttl = int(state.setting("SYNC")["lock_ttl"])
+    in_flight = session.execute(
+        sa.select(logs.c.id)
+        .where(
+            logs.c.integration_id == integration_id,
+            logs.c.operation == "sync",
+            logs.c.parent_id.is_(None),
+            logs.c.status == LogStatus.PROCESSING,
+            logs.c.created_at > now - timedelta(seconds=lock_ttl),
+        )
+        .limit(1)
+    ).first()
+    if in_flight is not None:
+        session.rollback()
+        return None
+    integration = session.get(Integration, integration_id)
+    batch_id = uuid4().hex
+    log = integration.log_operation(
+        "sync",
+        "inbound",
+        LogStatus.PROCESSING,
+        summary=f"sync of {integration.provider} #{integration.id}",
+        metadata={"batch_id": batch_id, "previous_cursor": integration.sync_cursor},
+    )
+    session.commit()
+    return log
+
+
+def sync_now(integration: Integration) -> IntegrationLog | None:
+    """Start a run at once; None if one is in flight. The enumeration runs as a job.
+
+    The claim is its own transaction: work pending in the session is committed first.
+    """
+    state = current_state()
+    log = start_run(state, integration.id)
+    if log is None:
+        return None
+    args, queue = (integration.id, log.id), run_queue(state, integration.provider)
+    state.db.session.commit()  # reading the ids may have begun a transaction: the job would wait for it
+    enqueue(state, SYNC_INTEGRATION, *args, queue=queue)
+    return log
+
+
+def sync_integration(integration_id: int, log_id: int | None = None) -> str | None:
+    """Enumerate one run and enqueue its items; claims a run itself when `log_id` is None."""
+    state = current_state()
+    session = state.db.session
+    if log_id is None:
+        log = start_run(state, integration_id)
+        if log is None:
+            logger.info("flask-integrations: a sync of integration %s is in flight: skipped", integration_id)
+            return None
+        log_id = log.id
+    log = session.get(IntegrationLog, log_id)
+    integration = session.get(Integration, integration_id)
+    if log is None or integration is None or log.status != LogStatus.PROCESSING:
+        return None
+    metadata = dict(log.metadata or {})
+    if metadata.get("enumerated"):
+        return None
+    provider = state.provider(integration.provider)
+    provider_key = integration.provider
+    run = SyncSession(
+        state, integration, log_id, metadata.get("batch_id") or uuid4().hex, integration.sync_cursor
+    )
+    with operation_context(integration, "sync"), collect_request_ids() as request_ids:
+        try:
+            if isinstance(provider, ScheduledSync):
+                provider.sync(integration, run)
+            if isinstance(provider, IncrementalSync):
+                provider.sync_incremental(integration, run)
+            if not isinstance(provider, (ScheduledSync, IncrementalSync)):
+                raise TypeError(f"provider {provider_key!r} has no sync() or sync_incremental()")
+            run.flush()
+            _mark_enumerated(state, log_id, len(run.item_ids), run.stopped)
+            enqueue_items(state, provider_key, run.item_ids, group=run.batch_id)
+            session.commit()
+            logger.info(
+                "flask-integrations: sync run %s of integration %s dispatched %s item(s)",
+                log_id,
+                integration_id,
+                len(run.item_ids),
+            )
+        except Exception as exc:
+            session.rollback()
+            error = safe_error(integration, exc)
+            logger.warning("flask-integrations: sync of integration %s failed: %s", integration_id, error)
+            append_request_ids(log_id, request_ids)
+            finalise(state, log_id, enumeration_error=error)
+            return LogStatus.FAILED
+    append_request_ids(log_id, request_ids)
+    if not run.item_ids:
+        return finalise(state, log_id)
+    return LogStatus.PROCESSING
+
+
+def _mark_enumerated(state: AppState, log_id: int, count: int, stopped: bool) -> None:
+    logs = state.tables["logs"]
+    patch = {"enumerated": True, "item_count": count, "stopped_at_max_items": stopped}
+    state.db.session.execute(
+        sa.update(logs)
+        .where(logs.c.id == log_id)
+        .values(metadata=merged_metadata(logs.c.metadata, patch, dialect_name(state.engine())))
+        .values(updated_at=utcnow())
+    )

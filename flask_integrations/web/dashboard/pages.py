@@ -1,0 +1,136 @@
+"""The dashboard's pages (GET)."""
+
+from __future__ import annotations
+
+from flask import render_template, request
+
+from ...clock import utcnow
+from ...db.models import Integration
+from ...db.statuses import FailureClass, HealthStatus, ItemStatus, WebhookStatus
+from ...providers import HasHealthCheck, IncrementalSync, ScheduledSync
+from ...state import current_state
+from . import queries
+from .blueprint import blueprint, found, page_number
+from .chart import build_chart
+from .formatting import MASK, Scrubber, credential_names, pretty_body, pretty_json
+
+HEALTH_STATUSES = tuple(HealthStatus)
+FAILURE_CLASSES = tuple(FailureClass)
+RECEIVED_STATUSES = tuple(WebhookStatus)
+FAILED = ItemStatus.FAILED
+ITEM_STATUSES = (FAILED, ItemStatus.PENDING, ItemStatus.PROCESSING, ItemStatus.SUCCESS, ItemStatus.SKIPPED)
+ALL = "all"
+
+
+def _template(name: str) -> str:
+    return f"flask_integrations/dashboard/{name}.html"
+
+
+def _choice(name: str, allowed: tuple[str, ...] | list[str], default: str | None = None) -> str | None:
+    """A query argument restricted to `allowed` values; anything else is the default."""
+    value = request.args.get(name, "")
+    return value if value in allowed else default
+
+
+def _integer(name: str) -> int | None:
+    value = request.args.get(name, type=int)
+    return value if value is not None and 0 < value <= queries.MAX_ID else None
+
+
+@blueprint.get("/")
+def overview() -> str:
+    state = current_state()
+    providers = sorted(state.providers)
+    provider, health = _choice("provider", providers), _choice("health", HEALTH_STATUSES)
+    page = queries.overview(state, provider, health, page_number(), utcnow())
+    return render_template(
+        _template("overview"),
+        page=page,
+        providers=providers,
+        health_statuses=HEALTH_STATUSES,
+        provider=provider,
+        health=health,
+    )
+
+
+@blueprint.get("/integrations/<int:integration_id>")
+def integration(integration_id: int) -> str:
+    state = current_state()
+    found_integration = found(queries.get_integration(state, integration_id))
+    provider = state.providers.get(found_integration.provider)
+    filters = queries.RequestFilters(
+        endpoint=request.args.get("endpoint", "").replace("\x00", "").strip(),  # PostgreSQL refuses NUL
+        status=request.args.get("status", "").strip(),
+        failure=_choice("failure", [*FAILURE_CLASSES, "none"], ""),
+    )
+    return render_template(
+        _template("integration"),
+        integration=found_integration,
+        provider=provider,
+        can_sync=isinstance(provider, (ScheduledSync, IncrementalSync)),
+        can_check=isinstance(provider, HasHealthCheck),
+        breaker=found_integration.breaker_state(),
+        credentials=credential_names(found_integration),
+        mask=MASK,
+        metadata=pretty_json(found_integration.metadata),
+        chart=build_chart(queries.activity(state, integration_id, utcnow())),
+        requests=queries.request_log(state, integration_id, filters, page_number()),
+        filters=filters,
+        failure_classes=FAILURE_CLASSES,
+        operations=queries.operation_tree(state, integration_id),
+        webhooks=queries.recent_webhooks(state, integration_id),
+        runs=queries.sync_runs(state, integration_id),
+        mappings=queries.mappings_count(state, integration_id),
+        scrub=Scrubber(found_integration),
+    )
+
+
+@blueprint.get("/requests/<int:request_id>")
+def request_detail(request_id: int) -> str:
+    state = current_state()
+    row = found(queries.get_request(state, request_id))
+    owner = state.db.session.get(Integration, row.integration_id)
+    scrub = Scrubber(owner)
+    return render_template(
+        _template("request"),
+        row=row,
+        integration=owner,
+        request_body=scrub(pretty_body(row.request_data)),
+        response_body=scrub(pretty_body(row.response_data)),
+        scrub=scrub,
+    )
+
+
+@blueprint.get("/webhooks")
+def webhooks() -> str:
+    state = current_state()
+    providers = sorted(state.providers)
+    status = _choice("status", RECEIVED_STATUSES)
+    provider = _choice("provider", providers)
+    integration_id = _integer("integration")
+    page = queries.webhooks(state, status, provider, integration_id, page_number())
+    return render_template(
+        _template("webhooks"),
+        page=page,
+        statuses=RECEIVED_STATUSES,
+        providers=providers,
+        status=status,
+        provider=provider,
+        integration_id=integration_id,
+    )
+
+
+@blueprint.get("/sync-items")
+def sync_items() -> str:
+    state = current_state()
+    status = _choice("status", [*ITEM_STATUSES, ALL], FAILED)
+    integration_id = _integer("integration")
+    page = queries.sync_items(state, None if status == ALL else status, integration_id, page_number())
+    return render_template(
+        _template("sync_items"),
+        page=page,
+        statuses=ITEM_STATUSES,
+        status=status,
+        integration_id=integration_id,
+        failed=FAILED,
+    )

@@ -1,0 +1,320 @@
+"""The dashboard's reads. Every page issues a fixed number of queries, whatever its size.
+
+Pages fetch one row more than they show to know whether a next page exists,
+so no page counts a large table. Aggregates are computed only for the rows
+on the page (see `flask_integrations.figures`).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+
+from ...db.models import Integration, IntegrationLog, IntegrationRequest
+from ...db.transactions import dialect_name
+from ...health.figures import Figures, failed, request_figures
+from ...state import AppState
+
+PER_PAGE = 50
+#: Newest top-level operation logs shown on an integration page, and how deep their children go.
+OPERATIONS_SHOWN, OPERATION_DEPTH, CHILDREN_PER_LEVEL = 25, 3, 500
+RECENT_WEBHOOKS, RECENT_RUNS = 10, 10
+WINDOW = timedelta(hours=24)
+#: The largest id any database here stores; a larger one in a URL is simply unknown.
+MAX_ID = 2**63 - 1
+
+
+@dataclass
+class Page:
+    """One page of rows; `has_next` comes from fetching one row more than shown."""
+
+    items: list[Any]
+    number: int
+    has_next: bool
+
+    @property
+    def has_prev(self) -> bool:
+        return self.number > 1
+
+
+def fetch_page(
+    state: AppState, query: sa.Select, number: int, per_page: int = PER_PAGE, scalars: bool = False
+) -> Page:
+    """Rows (or, with `scalars`, objects) of page `number` (from 1) of `query`, which must be ordered."""
+    result = state.db.session.execute(query.limit(per_page + 1).offset((number - 1) * per_page))
+    rows = list(result.scalars() if scalars else result.all())
+    return Page(rows[:per_page], number, len(rows) > per_page)
+
+
+# -- overview ------------------------------------------------------------------------------------
+
+
+@dataclass
+class OverviewRow:
+    integration: Integration
+    figures: Figures
+    breaker: str
+
+
+def overview(state: AppState, provider: str | None, health: str | None, number: int, now: datetime) -> Page:
+    """A page of integrations with their figures over the last 24 h and their breaker state."""
+    query = sa.select(Integration).order_by(Integration.id)
+    if provider:
+        query = query.where(Integration.provider == provider)
+    if health:
+        query = query.where(Integration.health_status == health)
+    page = fetch_page(state, query, number, scalars=True)
+    ids = [i.id for i in page.items]
+    since = now - WINDOW
+    figures = request_figures(state, since, ids, hits=False, latency=True)
+    page.items = [OverviewRow(i, figures.get(i.id, Figures()), i.breaker_state()) for i in page.items]
+    return page
+
+
+# -- one integration -----------------------------------------------------------------------------
+
+
+@dataclass
+class HourBucket:
+    start: datetime
+    requests: int = 0
+    errors: int = 0
+
+
+def _hour_key(state: AppState, column: Any) -> Any:
+    """'YYYY-MM-DD HH' of a UTC timestamp column, in SQL."""
+    if dialect_name(state.db.session) == "postgresql":
+        return sa.func.to_char(sa.func.timezone("UTC", column), "YYYY-MM-DD HH24")
+    return sa.func.strftime("%Y-%m-%d %H", column)
+
+
+def activity(state: AppState, integration_id: int, now: datetime) -> list[HourBucket]:
+    """Requests and errors per hour over the last 24 hours (the current hour last), one query."""
+    t = state.tables["requests"]
+    current = now.replace(minute=0, second=0, microsecond=0)
+    buckets = [HourBucket(current - timedelta(hours=h)) for h in range(23, -1, -1)]
+    by_key = {b.start.strftime("%Y-%m-%d %H"): b for b in buckets}
+    key = _hour_key(state, t.c.created_at).label("hour")
+    query = (
+        sa.select(key, sa.func.count(), sa.func.coalesce(sa.func.sum(sa.case((failed(t), 1), else_=0)), 0))
+        .where(t.c.integration_id == integration_id, t.c.created_at >= buckets[0].start)
+        .group_by(key)
+    )
+    for hour, requests, errors in state.db.session.execute(query).all():
+        bucket = by_key.get(hour)
+        if bucket is not None:
+            bucket.requests, bucket.errors = int(requests), int(errors)
+    return buckets
+
+
+@dataclass
+class RequestFilters:
+    """The request log's filters, from the query string; blank means any."""
+
+    endpoint: str = ""
+    status: str = ""  # a code ("404"), a class ("4xx") or "none" (no status: connection errors)
+    failure: str = ""  # a failure class, or "none" for successful attempts
+
+    def conditions(self, t: sa.Table) -> list[Any]:
+        where = []
+        if self.endpoint:
+            escaped = self.endpoint.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            where.append(t.c.endpoint.like(escaped + "%", escape="\\"))
+        status = self.status.strip().lower()
+        if status == "none":
+            where.append(t.c.status_code.is_(None))
+        elif len(status) == 3 and status[0] in "12345" and status[1:] == "xx":
+            low = int(status[0]) * 100
+            where.append(sa.and_(t.c.status_code >= low, t.c.status_code < low + 100))
+        elif status.isdigit() and len(status) == 3:
+            where.append(t.c.status_code == int(status))
+        if self.failure == "none":
+            where.append(t.c.failure_class.is_(None))
+        elif self.failure:
+            where.append(t.c.failure_class == self.failure)
+        return where
+
+
+def request_log(state: AppState, integration_id: int, filters: RequestFilters, number: int) -> Page:
+    """A page of the integration's request rows, newest first, without their bodies."""
+    t = state.tables["requests"]
+    query = (
+        sa.select(
+            t.c.id,
+            t.c.created_at,
+            t.c.method,
+            t.c.endpoint,
+            t.c.status_code,
+            t.c.duration_ms,
+            t.c.failure_class,
+            t.c.error,
+            t.c.retry_of,
+        )
+        .where(t.c.integration_id == integration_id, *filters.conditions(t))
+        .order_by(t.c.created_at.desc(), t.c.id.desc())
+    )
+    return fetch_page(state, query, number)
+
+
+@dataclass
+class LogNode:
+    log: IntegrationLog
+    children: list[LogNode] = field(default_factory=list)
+
+
+def operation_tree(state: AppState, integration_id: int) -> list[LogNode]:
+    """The newest top-level operation logs with their children, one query per level."""
+    session = state.db.session
+    top = IntegrationLog.for_integration(integration_id).top_level().newest_first().limit(OPERATIONS_SHOWN)
+    roots = [LogNode(log) for log in session.scalars(top)]
+    level = {node.log.id: node for node in roots}
+    for _ in range(OPERATION_DEPTH):
+        if not level:
+            break
+        children = session.scalars(
+            sa.select(IntegrationLog)
+            .where(IntegrationLog.parent_id.in_(list(level)))
+            .order_by(IntegrationLog.id)
+            .limit(CHILDREN_PER_LEVEL)
+        )
+        next_level = {}
+        for child in children:
+            node = LogNode(child)
+            level[child.parent_id].children.append(node)
+            next_level[child.id] = node
+        level = next_level
+    return roots
+
+
+def recent_webhooks(state: AppState, integration_id: int) -> list[Any]:
+    t = state.tables["webhooks"]
+    query = (
+        sa.select(
+            t.c.id, t.c.created_at, t.c.event_type, t.c.delivery_id, t.c.status, t.c.attempts, t.c.error
+        )
+        .where(t.c.integration_id == integration_id)
+        .order_by(t.c.created_at.desc(), t.c.id.desc())
+        .limit(RECENT_WEBHOOKS)
+    )
+    return list(state.db.session.execute(query).all())
+
+
+@dataclass
+class SyncRun:
+    log: Any
+    items: dict[str, int]
+
+    @property
+    def total(self) -> int:
+        return sum(self.items.values())
+
+
+def sync_runs(state: AppState, integration_id: int) -> list[SyncRun]:
+    """The newest `sync` run logs with their items counted by status (two queries)."""
+    logs, items = state.tables["logs"], state.tables["sync_items"]
+    runs = state.db.session.execute(
+        sa.select(logs.c.id, logs.c.status, logs.c.created_at, logs.c.duration_ms, logs.c.error)
+        .where(
+            logs.c.integration_id == integration_id, logs.c.operation == "sync", logs.c.parent_id.is_(None)
+        )
+        .order_by(logs.c.created_at.desc(), logs.c.id.desc())
+        .limit(RECENT_RUNS)
+    ).all()
+    counts: dict[int, dict[str, int]] = defaultdict(dict)
+    if runs:
+        grouped = state.db.session.execute(
+            sa.select(items.c.sync_log_id, items.c.status, sa.func.count())
+            .where(items.c.sync_log_id.in_([r.id for r in runs]))
+            .group_by(items.c.sync_log_id, items.c.status)
+        )
+        for log_id, status, count in grouped:
+            counts[log_id][status] = int(count)
+    return [SyncRun(run, counts.get(run.id, {})) for run in runs]
+
+
+def mappings_count(state: AppState, integration_id: int) -> int:
+    t = state.tables["mappings"]
+    query = sa.select(sa.func.count()).select_from(t).where(t.c.integration_id == integration_id)
+    return int(state.db.session.scalar(query) or 0)
+
+
+def get_integration(state: AppState, integration_id: int) -> Integration | None:
+    if integration_id > MAX_ID:
+        return None
+    return state.db.session.get(Integration, integration_id)
+
+
+def get_request(state: AppState, request_id: int) -> IntegrationRequest | None:
+    if request_id > MAX_ID:
+        return None
+    return state.db.session.get(IntegrationRequest, request_id)
+
+
+# -- across integrations -------------------------------------------------------------------------
+
+
+def webhooks(
+    state: AppState, status: str | None, provider: str | None, integration_id: int | None, number: int
+) -> Page:
+    """A page of webhooks, newest first, with their integration's name."""
+    t, ints = state.tables["webhooks"], state.tables["integrations"]
+    query = (
+        sa.select(
+            t.c.id,
+            t.c.created_at,
+            t.c.provider,
+            t.c.integration_id,
+            ints.c.name.label("integration_name"),
+            t.c.event_type,
+            t.c.delivery_id,
+            t.c.status,
+            t.c.attempts,
+            t.c.error,
+        )
+        .select_from(t.outerjoin(ints, ints.c.id == t.c.integration_id))
+        .order_by(t.c.id.desc())
+    )
+    query = _filtered(query, t, status=status, provider=provider, integration_id=integration_id)
+    return fetch_page(state, query, number)
+
+
+def sync_items(state: AppState, status: str | None, integration_id: int | None, number: int) -> Page:
+    """A page of sync items (all statuses when `status` is None), newest first."""
+    t, ints = state.tables["sync_items"], state.tables["integrations"]
+    query = (
+        sa.select(
+            t.c.id,
+            t.c.integration_id,
+            ints.c.name.label("integration_name"),
+            t.c.sync_log_id,
+            t.c.event_class,
+            t.c.external_id,
+            t.c.status,
+            t.c.attempts,
+            t.c.error,
+            t.c.updated_at,
+        )
+        .select_from(t.join(ints, ints.c.id == t.c.integration_id))
+        .order_by(t.c.id.desc())
+    )
+    query = _filtered(query, t, status=status, integration_id=integration_id)
+    return fetch_page(state, query, number)
+
+
+def _filtered(query: sa.Select, t: sa.Table, **filters: Any) -> sa.Select:
+    for name, value in filters.items():
+        if value is not None and value != "":
+            query = query.where(t.c[name] == value)
+    return query
+
+
+def get_row(state: AppState, kind: str, row_id: int) -> Any:
+    """One row of a table by id, or None (also for ids no database can hold)."""
+    if row_id > MAX_ID:
+        return None
+    t = state.tables[kind]
+    return state.db.session.execute(sa.select(t).where(t.c.id == row_id)).first()

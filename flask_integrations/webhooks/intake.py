@@ -1,0 +1,125 @@
+"""Storing a received webhook, exactly once per delivery id.
+
+Nothing here knows about Flask requests: the blueprint reads the request and
+passes plain values down.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+
+from ..clock import utcnow
+from ..db.statuses import WebhookStatus
+from ..redaction import clean_text
+from ..state import AppState
+
+logger = logging.getLogger("flask_integrations")
+
+#: Header names never stored, besides any name containing one of `_SECRET_WORDS`.
+_DROPPED_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie"})
+_SECRET_WORDS = ("token", "secret", "key")
+_MAX_STRING = 255
+
+
+def filter_headers(headers: Iterable[tuple[str, str]]) -> dict[str, str]:
+    """The headers worth storing: no credentials, no cookies; repeated names joined with ', '."""
+    kept: dict[str, str] = {}
+    for name, value in headers:
+        lowered = name.lower()
+        if lowered in _DROPPED_HEADERS or any(word in lowered for word in _SECRET_WORDS):
+            continue
+        name, value = clean_text(str(name)), clean_text(str(value))
+        kept[name] = f"{kept[name]}, {value}" if name in kept else value
+    return kept
+
+
+def short_text(value: Any) -> str | None:
+    """An optional provider-supplied string (event type, delivery id) fit for a VARCHAR(255)."""
+    if value is None:
+        return None
+    text = clean_text(value if isinstance(value, str) else str(value))
+    return text[:_MAX_STRING] if text else None
+
+
+def dedup_key(provider: str, integration_id: int | None, delivery_id: str) -> str:
+    """sha256 of (provider, integration id or "-", delivery id): unique per delivery."""
+    parts = [provider, "-" if integration_id is None else str(integration_id), delivery_id]
+    return hashlib.sha256(json.dumps(parts).encode("utf-8", "replace")).hexdigest()
+
+
+@dataclass
+class Received:
+    """The outcome of storing one delivery."""
+
+    id: int | None
+    duplicate: bool
+    webhook_id: int  # the row written for this delivery (the duplicate row itself for duplicates)
+
+
+def store_webhook(
+    state: AppState,
+    *,
+    provider: str,
+    integration_id: int | None,
+    payload: str,
+    headers: Mapping[str, str],
+    event_type: str | None,
+    delivery_id: str | None,
+) -> Received:
+    """Insert the delivery and commit; a delivery id seen before is stored as `duplicate`.
+
+    The first row of a delivery id owns `dedup_key`; the unique index decides
+    between concurrent deliveries (``INSERT ... ON CONFLICT DO NOTHING``).
+    """
+    session = state.db.session
+    table = state.tables["webhooks"]
+    now = utcnow()
+    values: dict[str, Any] = {
+        "integration_id": integration_id,
+        "provider": provider,
+        "event_type": short_text(event_type),
+        "delivery_id": short_text(delivery_id),
+        "payload": payload,
+        "headers": dict(headers),
+        "status": WebhookStatus.PENDING,
+        "attempts": 0,
+        "created_at": now,
+        "updated_at": now,
+    }
+    if delivery_id:
+        key = dedup_key(provider, integration_id, delivery_id)
+        new_id = _insert_unless_seen(session, table, {**values, "dedup_key": key})
+        if new_id is None:
+            original = session.scalar(sa.select(table.c.id).where(table.c.dedup_key == key))
+            duplicate_id = session.execute(
+                sa.insert(table).values({**values, "status": WebhookStatus.DUPLICATE}).returning(table.c.id)
+            ).scalar_one()
+            session.commit()
+            return Received(id=original, duplicate=True, webhook_id=duplicate_id)
+    else:
+        new_id = session.execute(sa.insert(table).values(**values).returning(table.c.id)).scalar_one()
+    session.commit()
+    return Received(id=new_id, duplicate=False, webhook_id=new_id)
+
+
+def _insert_unless_seen(session: Any, table: sa.Table, values: dict[str, Any]) -> int | None:
+    dialect = session.get_bind().dialect.name
+    if dialect in ("postgresql", "sqlite"):
+        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        statement = (
+            insert(table).values(**values).on_conflict_do_nothing(index_elements=["dedup_key"])
+        ).returning(table.c.id)
+        return session.execute(statement).scalar_one_or_none()
+    try:  # other dialects: the unique index still decides, in a savepoint
+        with session.begin_nested():
+            return session.execute(sa.insert(table).values(**values).returning(table.c.id)).scalar_one()
+    except sa.exc.IntegrityError:
+        return None
