@@ -7,6 +7,7 @@ from collections.abc import Collection, Iterable, Sequence
 from datetime import datetime
 
 from ..clock import as_utc
+from ..redaction import one_line
 
 EMPTY = "-"
 _WHITESPACE = re.compile(r"\s+")
@@ -86,5 +87,4 @@ def milliseconds(value: float | None) -> str:
 
 def shorten(text: str, width: int) -> str:
     """`text` on one line, cut to `width` characters with an ellipsis."""
-    text = cell(text)
-    return text if len(text) <= width else text[: width - 1] + "…"
+    return one_line(cell(text), width)

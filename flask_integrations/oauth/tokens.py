@@ -27,6 +27,7 @@ from ..db.models import Integration
 from ..db.transactions import caller_holds_sqlite_write_lock, run_detached, shares_caller_connection
 from ..errors import IntegrationsError
 from ..providers import OAuth2
+from ..redaction import failure_kind
 from ..state import AppState, current_state
 from . import locks
 
@@ -224,10 +225,8 @@ def _ask_provider(provider: OAuth2, integration: Integration) -> Any:
     try:
         return provider.refresh_token(integration)
     except Exception as exc:
-        status = getattr(getattr(exc, "response", None), "status_code", None)
-        detail = f"{type(exc).__name__}" + (f", HTTP {status}" if isinstance(status, int) else "")
         raise IntegrationsError(
-            f"Token refresh of integration {integration.id} failed ({detail}); "
+            f"Token refresh of integration {integration.id} failed ({failure_kind(exc)}); "
             "the stored credentials are unchanged."
         ) from None
 

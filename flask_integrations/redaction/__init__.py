@@ -1,7 +1,7 @@
 """What may be stored, shown or logged: redacted bodies, scrubbed secrets, clean text."""
 
 from .bodies import prepare_body, redact, redact_query
-from .secrets import credential_secrets, error_text, integration_secrets, scrub, truncate
+from .secrets import credential_secrets, error_text, failure_kind, integration_secrets, scrub, truncate
 from .text import REDACTED, clean_text, one_line
 
 __all__ = [
@@ -9,6 +9,7 @@ __all__ = [
     "clean_text",
     "credential_secrets",
     "error_text",
+    "failure_kind",
     "integration_secrets",
     "one_line",
     "prepare_body",

@@ -156,6 +156,13 @@ def error_text(error: BaseException | str, secrets: Iterable[str] = (), max_byte
     return text if max_bytes is None else truncate(text, max_bytes, secrets)
 
 
+def failure_kind(exc: BaseException) -> str:
+    """What failed, without the exception's message (which may quote a token or a code):
+    its type, and the HTTP status an SDK error carries (``HTTPStatusError, HTTP 401``)."""
+    status = getattr(getattr(exc, "response", None), "status_code", None)
+    return type(exc).__name__ + (f", HTTP {status}" if isinstance(status, int) else "")
+
+
 def truncate(text: str, max_bytes: int, secrets: Iterable[str] = ()) -> str:
     """`text` cut to `max_bytes` UTF-8 bytes with a marker if cut, scrubbed again (a cut can make a
     secret's spelling end where the marker starts)."""

@@ -29,6 +29,7 @@ from ..db.models import Integration
 from ..errors import CredentialsDecryptionError, IntegrationsError, ProviderNotRegistered, StoreUnavailable
 from ..oauth import flow, tokens
 from ..providers import OAuth2
+from ..redaction import failure_kind
 from ..state import AppState, current_state
 from .access import csrf_token, denied, exempt_from_app_csrf, require_csrf
 
@@ -188,11 +189,8 @@ def _local_path(target: str | None) -> str | None:
 
 
 def _kind(exc: BaseException) -> str:
-    """What failed, without the exception's message (which may quote a token or a code)."""
-    if isinstance(exc, IntegrationsError):
-        return str(exc)
-    status = getattr(getattr(exc, "response", None), "status_code", None)
-    return type(exc).__name__ + (f", HTTP {status}" if isinstance(status, int) else "")
+    """What failed: the package's own errors say it safely; others by their kind alone."""
+    return str(exc) if isinstance(exc, IntegrationsError) else failure_kind(exc)
 
 
 _TITLES = {
