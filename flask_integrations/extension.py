@@ -12,7 +12,7 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
-from flask import Flask
+from flask import Flask, has_request_context
 
 from . import config as config_module
 from . import logs, mappings, queue
@@ -113,7 +113,7 @@ class Integrations:
             app=app, db=db, config=settings, keyring=keyring, providers=providers, tables=tables
         )
         app.extensions["integrations"] = self
-        app.teardown_appcontext(_wait_for_request_rows)
+        app.teardown_appcontext(_end_app_context)
         if settings["INTEGRATIONS_REDIS_URL"]:
             import_redis_clients()
         _register_faces(app, settings)
@@ -238,6 +238,8 @@ def _register_faces(app: Flask, settings: dict[str, Any]) -> None:
         register_oauth(app, prefix)
 
 
-def _wait_for_request_rows(_exc: BaseException | None) -> None:
-    """Request rows queued by this app context's calls are committed before it ends (see writer.py)."""
+def _end_app_context(_exc: BaseException | None) -> None:
+    """Request rows queued by this app context's calls are committed before it ends (see writer.py),
+    and the cache hits it counted are written (see `call.flush_hits_of_this_process`)."""
     wait_for_thread_rows()
+    call.flush_hits_of_this_process(current_state(), in_request=has_request_context())

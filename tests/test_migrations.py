@@ -320,9 +320,9 @@ def assert_integration_schema(tables: dict[str, dict], p: str, dialect: str) -> 
         if dialect == "postgresql":
             for name, type_ in timestamps.items():
                 assert isinstance(type_, sa.DateTime) and type_.timezone, f"{p}{suffix}.{name} is {type_}"
-        # SQLite declares the requests table's key inline (INTEGER PRIMARY KEY AUTOINCREMENT, so that
-        # ids can be reserved ahead of their rows: pipeline/rows.py), and an inline key has no name.
-        inline_key = dialect == "sqlite" and suffix == "_requests"
+        # On SQLite every key is INTEGER PRIMARY KEY AUTOINCREMENT (no id is ever reused; request ids
+        # are reserved ahead of their rows: pipeline/rows.py), declared inline, and so without a name.
+        inline_key = dialect == "sqlite"
         assert table["sqlite_autoincrement"] == inline_key, suffix
         names = (
             ([] if inline_key else [("pk", table["primary_key"])])
@@ -349,6 +349,10 @@ def assert_integration_schema(tables: dict[str, dict], p: str, dialect: str) -> 
     )  # fmt: skip
 
 
+#: The last revision the package ships.
+HEAD = "fi_0002"
+
+
 def dialect_of(app: UserApp) -> str:
     return sa.make_url(app.database_url).get_backend_name()
 
@@ -361,10 +365,11 @@ def test_fresh_app_publish_and_upgrade_create_the_schema_the_models_describe(mak
 
     published = app.flask("integrations", "publish-migrations")
     assert "fi_0001" in published.stdout and "revises base" in published.stdout
-    assert list(app.version_files()) == ["fi_0001_initial.py"]
+    assert "revision fi_0002, revises fi_0001" in published.stdout
+    assert list(app.version_files()) == ["fi_0001_initial.py", "fi_0002_sqlite_autoincrement.py"]
     app.flask("db", "upgrade")
 
-    assert current_revision(app) == ["fi_0001"]
+    assert current_revision(app) == [HEAD]
     assert_integration_schema(schema(app), "integration", dialect_of(app))
     assert app.schema_diff() == ""
 
@@ -380,8 +385,9 @@ def test_publish_chains_onto_the_apps_head_once(make_app) -> None:
     published = app.flask("integrations", "publish-migrations")
     assert "revises app_0002" in published.stdout
     script = app.script()
-    assert script.get_heads() == ["fi_0001"]
+    assert script.get_heads() == [HEAD]
     assert script.get_revision("fi_0001").down_revision == "app_0002"
+    assert script.get_revision("fi_0002").down_revision == "fi_0001"
 
     before = app.version_files()
     again = app.flask("integrations", "publish-migrations")
@@ -389,7 +395,7 @@ def test_publish_chains_onto_the_apps_head_once(make_app) -> None:
     assert app.version_files() == before
 
     app.flask("db", "upgrade")
-    assert current_revision(app) == ["fi_0001"]
+    assert current_revision(app) == [HEAD]
     assert {"notes", "tags", "integrations", "integration_webhooks"} <= set(schema(app))
 
     app.flask("db", "downgrade", "app_0002")
@@ -426,7 +432,7 @@ def test_another_prefix_end_to_end_and_the_apps_migrate_touches_only_its_model(m
     new = {name: text for name, text in app.version_files().items() if name not in before}
     assert len(new) == 1, result.stderr
     (text,) = new.values()
-    assert "down_revision = 'fi_0001'" in text
+    assert f"down_revision = '{HEAD}'" in text
     detected = [line for line in result.stderr.splitlines() if "Detected" in line and "sequence" not in line]
     assert detected and all("customers" in line for line in detected), detected
     assert {table for _, table in re.findall(r"\bop\.(\w+)\(\s*['\"](\w+)['\"]", text)} == {"customers"}
@@ -479,3 +485,55 @@ def test_publish_refuses_a_prefix_other_than_the_published_one(make_sqlite_app) 
     line = one_error_line(app.flask("integrations", "publish-migrations", ok=False))
 
     assert "'integration'" in line and "'acme_int'" in line
+
+
+# -- 7: fi_0002 on a database of the first release ----------------------------------------------
+
+
+def test_upgrading_a_first_release_sqlite_database_keeps_its_rows_and_never_reuses_an_id(
+    make_sqlite_app,
+) -> None:
+    app = make_sqlite_app()
+    app.flask("integrations", "publish-migrations")
+    app.flask("db", "upgrade", "fi_0001")
+    engine = sa.create_engine(app.database_url)
+    now = "2026-12-01 00:00:00.000000"
+    columns = (
+        "provider, name, credentials, is_active, health_status, consecutive_failures, created_at, updated_at"
+    )
+    insert = sa.text(
+        f"INSERT INTO integrations ({columns}) VALUES ('p', :name, 'x', 1, 'healthy', 0, :t, :t)"
+    )
+    try:
+        with engine.begin() as connection:
+            for name in ("kept", "also kept"):
+                connection.execute(insert, {"name": name, "t": now})
+            connection.execute(
+                sa.text(
+                    "INSERT INTO integration_webhooks (integration_id, provider, payload, status, attempts, "
+                    "created_at, updated_at) VALUES (2, 'p', '{}', 'pending', 0, :t, :t)"
+                ),
+                {"t": now},
+            )
+
+        app.flask("db", "upgrade")
+
+        assert current_revision(app) == [HEAD]
+        assert all(
+            table["sqlite_autoincrement"] for name, table in schema(app).items() if name != "alembic_version"
+        )
+        assert_integration_schema(schema(app), "integration", "sqlite")
+        assert app.schema_diff() == ""
+        with engine.begin() as connection:
+            assert connection.execute(sa.text("SELECT id, name FROM integrations ORDER BY id")).all() == [
+                (1, "kept"),
+                (2, "also kept"),
+            ]
+            assert connection.scalar(sa.text("SELECT integration_id FROM integration_webhooks")) == 2
+            connection.execute(insert, {"name": "newest", "t": now})
+            connection.execute(sa.text("DELETE FROM integrations WHERE name = 'newest'"))
+            connection.execute(insert, {"name": "after the delete", "t": now})
+            ids = connection.execute(sa.text("SELECT name, id FROM integrations ORDER BY id")).all()
+        assert ids[-1] == ("after the delete", 4)  # 3 belonged to the deleted one
+    finally:
+        engine.dispose()

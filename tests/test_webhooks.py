@@ -389,13 +389,22 @@ def test_credential_headers_are_not_stored(client, ctx):
         "X-Api-Key": "k",
         "X-Hub-Token": "t",
         "X-Client-Secret": "s",
+        "X-Webhook-Password": "p",
+        "X-Hook-Auth": "a",
+        "X-Passphrase": "pp",
         "X-Github-Event": "push",
     }
     assert post(client, "/integrations/hooks/webhook", json={}, headers=headers).status_code == 202
     stored = {name.lower() for name in rows()[0].headers}
-    assert "x-github-event" in stored and "x-sig" in stored
-    assert not stored & {"authorization", "proxy-authorization", "cookie", "x-api-key", "x-hub-token"}
-    assert "x-client-secret" not in stored
+    assert "x-github-event" in stored and "user-agent" in stored
+    dropped = {"authorization", "proxy-authorization", "cookie", "x-api-key", "x-hub-token"}
+    assert not stored & (dropped | {"x-client-secret", "x-webhook-password", "x-hook-auth", "x-passphrase"})
+    assert "x-sig" not in stored  # the signature was checked on the request; nothing after needs it
+
+
+def test_an_integrations_credential_values_are_scrubbed_from_the_headers_kept():
+    kept = filter_headers([("X-Echo", "sent sk-live-123 back"), ("X-Other", "fine")], ["sk-live-123"])
+    assert kept == {"X-Echo": "sent [REDACTED] back", "X-Other": "fine"}
 
 
 def test_filter_headers_joins_repeated_names():

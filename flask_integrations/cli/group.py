@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from flask.cli import AppGroup
 
 from ..db.models import Integration
+from ..parsing import parse_int
 from ..state import current_state
 
 
@@ -30,8 +31,26 @@ class IntegrationsGroup(AppGroup):
 integrations_cli = IntegrationsGroup("integrations", help="Manage third-party integrations.")
 
 
-#: A row id argument: a larger number than any database here stores is a usage error, not an OverflowError.
-ROW_ID = click.IntRange(1, 2**63 - 1)
+class RowId(click.ParamType):
+    """A row id: ASCII digits, 1 up to the largest id a database stores (a larger one is a usage
+    error, not an OverflowError)."""
+
+    name = "integer"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        text = str(value).strip()
+        digits = parse_int(text.removeprefix("-").removeprefix("+"))
+        if digits is None:
+            self.fail(f"{value!r} is not a valid integer.", param, ctx)
+        number = -digits if text.startswith("-") else digits
+        if not 1 <= number <= MAX_ID:
+            self.fail(f"{value} is not in the range 1<=x<={MAX_ID}.", param, ctx)
+        return number
+
+
+#: The largest id any database here stores.
+MAX_ID = 2**63 - 1
+ROW_ID = RowId()
 
 
 def fail(message: str) -> None:

@@ -7,7 +7,6 @@ from pathlib import Path
 import click
 from flask import current_app
 
-from ..db.models import Integration
 from ..errors import IntegrationsError, ProviderNotRegistered, ValidationError
 from ..health.checks import run_health_check
 from ..migrations.publish import publish
@@ -17,13 +16,6 @@ from . import scaffold
 from .group import fail, integrations_cli
 from .output import cell
 from .values import given_fields, parse_pairs, prompt_missing
-
-
-def _remove(integration: Integration) -> None:
-    """Delete a just-created integration with its rows, breaker state and cache."""
-    integration.reset_breaker()
-    integration.forget_cache()
-    current_app.extensions["integrations"].delete(integration)
 
 
 @integrations_cli.command("install")
@@ -93,7 +85,7 @@ def install(
         click.echo(f"Created {described}.")
     else:
         integration_id = integration.id
-        _remove(integration)
+        current_app.extensions["integrations"].delete(integration)  # its rows and state too
         fail(
             f"Health check of the new integration failed ({detail}); integration {integration_id} "
             "was removed again. Fix the credentials, or keep it anyway with --force."

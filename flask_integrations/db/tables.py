@@ -1,7 +1,11 @@
 """The seven tables, built for a table prefix inside the app's MetaData.
 
 Every constraint and index has an explicit, short name carrying the prefix
-(PostgreSQL cuts identifiers at 63 characters; the prefix is at most 30).
+(PostgreSQL cuts identifiers at 63 characters; the prefix is at most 30). On SQLite
+every table is AUTOINCREMENT, so that no id is ever handed out twice (a new integration
+must not inherit a deleted one's state; request ids are reserved ahead of their rows
+from `sqlite_sequence`, see pipeline/rows.py); SQLite writes such a key inline, without
+a constraint name.
 The shipped migration creates exactly this schema; a test compares them.
 """
 
@@ -103,6 +107,7 @@ def build_tables(metadata: sa.MetaData, prefix: str) -> dict[str, sa.Table]:
         sa.Index(f"ix_{p}s_provider", "provider"),
         sa.Index(f"ix_{p}s_owner", "owner_type", "owner_id"),
         sa.Index(f"ix_{p}s_due", "is_active", "next_sync_at"),
+        sqlite_autoincrement=True,
     )
     requests = sa.Table(
         n["requests"],
@@ -136,7 +141,6 @@ def build_tables(metadata: sa.MetaData, prefix: str) -> dict[str, sa.Table]:
         sa.Index(f"ix_{p}_req_created", "created_at"),
         sa.Index(f"ix_{p}_req_related", "related_type", "related_id"),
         sa.Index(f"ix_{p}_req_idem", "integration_id", "idempotency_key"),
-        # Ids handed out ahead of their rows come from sqlite_sequence (pipeline/rows.py).
         sqlite_autoincrement=True,
     )
     logs = sa.Table(
@@ -165,6 +169,7 @@ def build_tables(metadata: sa.MetaData, prefix: str) -> dict[str, sa.Table]:
         sa.Index(f"ix_{p}_log_int_op_status", "integration_id", "operation", "status"),
         sa.Index(f"ix_{p}_log_parent", "parent_id"),
         sa.Index(f"ix_{p}_log_created", "created_at"),
+        sqlite_autoincrement=True,
     )
     mappings = sa.Table(
         n["mappings"],
@@ -178,6 +183,7 @@ def build_tables(metadata: sa.MetaData, prefix: str) -> dict[str, sa.Table]:
         sa.PrimaryKeyConstraint("id", name=f"pk_{p}_mappings"),
         sa.UniqueConstraint("integration_id", "external_id", "internal_type", name=f"uq_{p}_map_external"),
         sa.Index(f"ix_{p}_map_internal", "integration_id", "internal_type", "internal_id"),
+        sqlite_autoincrement=True,
     )
     idempotency_keys = sa.Table(
         n["idempotency_keys"],
@@ -189,6 +195,7 @@ def build_tables(metadata: sa.MetaData, prefix: str) -> dict[str, sa.Table]:
         sa.PrimaryKeyConstraint("id", name=f"pk_{p}_idempotency_keys"),
         sa.UniqueConstraint("integration_id", "key", name=f"uq_{p}_idem_key"),
         sa.Index(f"ix_{p}_idem_created", "created_at"),
+        sqlite_autoincrement=True,
     )
     sync_items = sa.Table(
         n["sync_items"],
@@ -217,6 +224,7 @@ def build_tables(metadata: sa.MetaData, prefix: str) -> dict[str, sa.Table]:
         sa.Index(f"ix_{p}_item_log_status", "sync_log_id", "status"),
         sa.Index(f"ix_{p}_item_batch_status", "batch_id", "status"),
         sa.Index(f"ix_{p}_item_status_id", "status", "id"),  # failed items across integrations
+        sqlite_autoincrement=True,
     )
     webhooks = sa.Table(
         n["webhooks"],
@@ -239,6 +247,7 @@ def build_tables(metadata: sa.MetaData, prefix: str) -> dict[str, sa.Table]:
         sa.Index(f"ix_{p}_wh_status_updated", "status", "updated_at"),
         sa.Index(f"ix_{p}_wh_int_created", "integration_id", "created_at"),
         sa.Index(f"ix_{p}_wh_created", "created_at"),
+        sqlite_autoincrement=True,
     )
     return {
         "integrations": integrations,

@@ -6,7 +6,7 @@ from typing import Any
 
 from ..db.models import Integration
 from ..db.statuses import FailureClass
-from ..redaction import error_text, integration_secrets, one_line
+from ..redaction import error_text, one_line
 from ..state import AppState, current_state
 
 __all__ = ["check_and_record", "run_health_check"]
@@ -21,7 +21,7 @@ def run_health_check(provider: Any, integration: Integration) -> tuple[bool, str
         result = provider.health_check(integration)
     except Exception as exc:
         current_state().db.session.rollback()  # whatever the check left half done
-        return False, one_line(error_text(exc, integration_secrets(integration)), DETAIL_WIDTH)
+        return False, one_line(error_text(exc, integration), DETAIL_WIDTH)
     if result:
         return True, "health check passed"
     return False, f"health check returned {result!r}"

@@ -8,6 +8,8 @@ import sqlalchemy as sa
 
 from ..db.models import Integration, polymorphic_ref
 from ..errors import ValidationError
+from ..oauth import locks
+from ..pipeline import controls
 from ..state import current_state
 
 #: Columns `Integration.update(**columns)` may change besides name, credentials and metadata.
@@ -80,7 +82,8 @@ def update(
 
 
 def delete(integration: Integration) -> None:
-    """Remove an integration and all its rows, in chunks of the pruning `chunk_size`."""
+    """Remove an integration, all its rows (in chunks of the pruning `chunk_size`) and everything
+    kept under its id: cached responses, breaker, rate limit, refresh lock."""
     state = current_state()
     session = state.db.session
     chunk = state.setting("PRUNING")["chunk_size"]
@@ -97,6 +100,8 @@ def delete(integration: Integration) -> None:
             session.commit()
     session.delete(integration)
     session.commit()
+    controls.forget_integration(state, integration_id)
+    locks.forget(state, integration_id)
 
 
 def resolve_owner(type_name: str | None, object_id: int | None) -> Any:

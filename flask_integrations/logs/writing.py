@@ -39,7 +39,7 @@ from ..db.transactions import (
     plain_session,
     run_detached,
 )
-from ..redaction import error_text, integration_secrets, redact, scrub
+from ..redaction import error_text, integration_secrets, redact, scrub, scrub_for
 from ..state import AppState, current_state
 
 __all__ = ["STATUS_SIGNALS", "append_request_ids", "finish", "log_operation", "merged_metadata"]
@@ -79,18 +79,19 @@ def log_operation(
     if integration.id is None:
         raise ValueError("the integration must be saved (flushed) before logging an operation.")
     parent_id = _parent_id(integration, parent)
-    secrets = integration_secrets(integration)
     now = utcnow()
     values = {
         "integration_id": integration.id,
-        "operation": operation,
+        "operation": scrub_for(integration, operation),
         "direction": direction,
-        "status": status,
-        "summary": _cut(scrub(summary, secrets), SUMMARY_MAX),
-        "external_id": None if external_id is None else str(external_id)[:EXTERNAL_ID_MAX],
-        "metadata": _clean_data(state, metadata, secrets),
-        "result_data": _clean_data(state, result_data, secrets),
-        "error": None if error is None else error_text(error, secrets),
+        "status": scrub_for(integration, status),
+        "summary": _cut(scrub_for(integration, summary), SUMMARY_MAX),
+        "external_id": None
+        if external_id is None
+        else scrub_for(integration, str(external_id)[:EXTERNAL_ID_MAX]),
+        "metadata": _clean_data(state, metadata, integration),
+        "result_data": _clean_data(state, result_data, integration),
+        "error": None if error is None else error_text(error, integration),
         "duration_ms": _duration(duration_ms),
         "parent_id": parent_id,
         "created_at": now,
@@ -124,23 +125,22 @@ def finish(
     if log.id is None:
         raise ValueError("the log must be saved before it is finished.")
     integration = state.db.session.get(Integration, log.integration_id)
-    secrets = integration_secrets(integration)
     table = state.tables["logs"]
     now = utcnow()
     if duration_ms is None and log.created_at is not None:
         duration_ms = (now - log.created_at).total_seconds() * 1000
     values: dict[str, Any] = {"status": status, "updated_at": now, "duration_ms": _duration(duration_ms)}
     if summary is not None:
-        values["summary"] = _cut(scrub(summary, secrets), SUMMARY_MAX)
+        values["summary"] = _cut(scrub_for(integration, summary), SUMMARY_MAX)
     if error is not None:
-        values["error"] = None if error is None else error_text(error, secrets)
+        values["error"] = None if error is None else error_text(error, integration)
     if result_data is not None:
-        values["result_data"] = _clean_data(state, result_data, secrets)
+        values["result_data"] = _clean_data(state, result_data, integration)
     statement = (
         sa.update(table).where(table.c.id == log.id, table.c.status == LogStatus.PROCESSING).values(values)
     )
     if metadata:
-        patch = _clean_data(state, metadata, secrets)
+        patch = _clean_data(state, metadata, integration)
         statement = statement.values(
             metadata=merged_metadata(table.c.metadata, patch, dialect_name(state.engine()))
         )
@@ -349,11 +349,12 @@ def _duration(duration_ms: float | None) -> int | None:
     return round(duration_ms)
 
 
-def _clean_data(state: AppState, data: Any, secrets: list[str]) -> Any:
+def _clean_data(state: AppState, data: Any, integration: Integration | None) -> Any:
     """JSON-ready data with the redact keys masked and the integration's secrets scrubbed."""
     if data is None:
         return None
     redacted = redact(data, redact_keys=state.setting("REDACT_KEYS"))
+    secrets = integration_secrets(integration)
     return _scrub_strings(redacted, secrets) if secrets else redacted
 
 

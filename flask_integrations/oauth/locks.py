@@ -80,10 +80,20 @@ def _polls(integration_id: int, wait: float) -> Iterator[None]:
         delay = min(delay * 1.5, _MAX_POLL)
 
 
+def forget(state: AppState, integration_id: int) -> None:
+    """Drop a refresh lock left under a deleted integration's id (Redis mode)."""
+    if state.setting("REDIS_URL"):
+        state.store.delete(_store_lock_name(integration_id))
+
+
+def _store_lock_name(integration_id: int) -> str:
+    return f"oauth-refresh:{integration_id}"
+
+
 @contextmanager
 def _store_lock(state: AppState, integration_id: int, ttl: float, wait: float) -> Iterator[None]:
     store = state.store
-    name = f"oauth-refresh:{integration_id}"
+    name = _store_lock_name(integration_id)
     token = None
     for _ in _polls(integration_id, wait):
         token = store.acquire_lock(name, ttl)

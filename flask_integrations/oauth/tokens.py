@@ -26,6 +26,7 @@ from ..clock import utcnow
 from ..db.models import Integration
 from ..db.transactions import caller_holds_sqlite_write_lock, run_detached, shares_caller_connection
 from ..errors import IntegrationsError
+from ..parsing import parse_number
 from ..providers import OAuth2
 from ..redaction import failure_kind
 from ..state import AppState, current_state
@@ -58,10 +59,9 @@ def expires_at(credentials: Mapping[str, Any]) -> float | None:
     if isinstance(value, int | float):
         return float(value)
     if isinstance(value, str) and value.strip():
-        try:
-            return float(value)
-        except ValueError:
-            pass
+        number = parse_number(value)
+        if number is not None:
+            return number
         try:
             parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
         except ValueError:
@@ -170,12 +170,8 @@ def _expiry_of(answer: Mapping[str, Any]) -> int | float | None:
     absolute = expires_at({"token_expires_at": answer.get("expires_at")})
     if absolute is not None:
         return int(absolute) if absolute.is_integer() else absolute
-    expires_in = answer.get("expires_in")
-    if isinstance(expires_in, str) and expires_in.strip().isdigit():
-        expires_in = int(expires_in)
-    if isinstance(expires_in, int | float) and not isinstance(expires_in, bool):
-        return int(clock() + expires_in)
-    return None
+    expires_in = parse_number(answer.get("expires_in"))
+    return None if expires_in is None else int(clock() + expires_in)
 
 
 # -- the refresh ----------------------------------------------------------------------------------

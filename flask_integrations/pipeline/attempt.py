@@ -17,6 +17,7 @@ import httpx
 from ..db.statuses import FailureClass
 from ..errors import CircuitOpenError, RateLimitExceeded, StoreUnavailable
 from ..oauth import tokens
+from ..parsing import parse_number
 from ..providers import SupportsIdempotency
 from ..state import AppState
 from . import breaker, classify, idempotency, ratelimit, retry
@@ -32,13 +33,15 @@ logger = logging.getLogger("flask_integrations")
 
 
 def attempts(
-    state: AppState, provider: Any, spec: RequestBuilder, method: str, target: Any, store: Any
+    state: AppState, provider: Any, spec: RequestBuilder, method: str, target: Any, store: Any, label: str
 ) -> Any:
-    """Run attempts until success, a final failure, or spent retries; return the last Outcome."""
+    """Run attempts until success, a final failure, or spent retries; return the last Outcome.
+
+    `label` is the endpoint as the rows show it (credentials scrubbed)."""
     integration = spec.integration
     breaker_settings = state.setting("BREAKER")
     max_attempts = spec.attempts or retry.default_attempts(method)
-    call_log = CallLog(spec.retry_of_id)
+    call_log = CallLog(label, spec.retry_of_id)
     claimed = False
     last: Outcome | None = None
     attempt = 0
@@ -211,8 +214,8 @@ def report_limits(store: Any, integration_id: int, ctx: RequestContext, outcome:
             retry_after = classify.find_retry_after(response)
         if remaining is None and response.headers.get("x-ratelimit-remaining") == "0":
             remaining = 0
-            reset = response.headers.get("x-ratelimit-reset")
-            reset_at = float(reset) if reset and reset.replace(".", "", 1).isdigit() else reset_at
+            reset = parse_number(response.headers.get("x-ratelimit-reset"))
+            reset_at = reset if reset is not None else reset_at
     elif outcome.exc is not None and retry_after is None and outcome.failure == "throttle":
         retry_after = classify.find_retry_after(outcome.exc)
     if retry_after is not None or (remaining == 0 and reset_at is not None):

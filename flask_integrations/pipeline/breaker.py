@@ -159,4 +159,8 @@ def breaker_state(store: Store, integration_id: int, settings: dict[str, Any]) -
 @fail_open(None)
 def reset(store: Store, integration_id: int) -> None:
     """Close the breaker and forget its failures (the dashboard's "reset breaker")."""
+    local = _local(store)
+    with local.lock:
+        local.probe_tokens.pop(integration_id, None)
+        local.failures_seen.pop(integration_id, None)
     store.delete(*_keys(integration_id))

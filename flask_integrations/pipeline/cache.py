@@ -118,14 +118,25 @@ def count_hit(store: Store, request_id: int | None, stale: bool = False) -> None
     if request_id is None:
         return
     store.hash_incr(HITS_KEY, {f"{request_id}{STALE_SUFFIX if stale else ''}": 1})
+    _checks(store).unflushed = True
+
+
+def hits_unflushed(store: Store) -> bool:
+    """True when this process counted hits that no flush has taken since (no round trip)."""
+    return _checks(store).unflushed
 
 
 class _FlushChecks:
-    """When this process last asked whether a flush is due."""
+    """When this process last asked whether a flush is due, and whether it counted hits since."""
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.last = 0.0
+        self.unflushed = False
+
+
+def _checks(store: Store) -> _FlushChecks:
+    return store.process_local("cache-flush-checks", _FlushChecks)
 
 
 @fail_open(False)
@@ -134,7 +145,7 @@ def flush_due(store: Store, interval: float = 10.0) -> bool:
 
     Costs no round trip between this process's checks, one at each check.
     """
-    checks = store.process_local("cache-flush-checks", _FlushChecks)
+    checks = _checks(store)
     now = time.monotonic()
     with checks.lock:
         if now - checks.last < interval:
@@ -163,6 +174,7 @@ def flush_hits(
         counts = store.hash_take(HITS_KEY)
     except StoreUnavailable:
         return 0
+    _checks(store).unflushed = False
     rows: dict[int, list[int]] = {}
     for field, amount in counts.items():
         request_id, stale = (field[: -len(STALE_SUFFIX)], 1) if field.endswith(STALE_SUFFIX) else (field, 0)
@@ -204,6 +216,7 @@ def _execute_batches(connection: sa.Connection, statement: Any, params: list[dic
 def _put_back(store: Store, counts: dict[str, int]) -> None:
     try:
         store.hash_incr(HITS_KEY, counts)
+        _checks(store).unflushed = True
     except Exception:
         logger.exception(
             "flask-integrations: %d cache hit counts were lost after a failed flush", len(counts)

@@ -6,13 +6,16 @@ This module is the call's entry point and its cache steps; attempt.py runs the a
 
 from __future__ import annotations
 
+import atexit
 import logging
 from typing import Any
 
 from ..db.transactions import run_detached
 from ..errors import CircuitOpenError, IntegrationsError, RateLimitExceeded
 from ..providers import SupportsIdempotency
+from ..redaction import safe_url_text
 from ..state import AppState, current_state
+from ..state.app_state import live_states
 from . import cache, idempotency
 from .attempt import attempts
 from .builder import RequestBuilder
@@ -38,7 +41,8 @@ def run(spec: RequestBuilder, method: str, target: Any) -> Any:
 
 
 def flush_cache_hits(state: AppState, due_only: bool = False) -> None:
-    """Write the cache hits counted in the store to their request rows (every ~10 s per app)."""
+    """Write the cache hits counted in the store to their request rows (with `due_only`, at most
+    every ~10 s across processes)."""
     store = state.store
     if due_only and not cache.flush_due(store):
         return
@@ -48,6 +52,37 @@ def flush_cache_hits(state: AppState, due_only: bool = False) -> None:
         log_engine(state),
         lambda connection: cache.flush_hits(store, connection, table, before_write=wait_for_all_rows),
     )
+
+
+def flush_hits_of_this_process(state: AppState, in_request: bool) -> None:
+    """At the end of an app context: write the hits this process counted and no flush took yet.
+
+    Outside a request (a job, a command, a script) at once: the process may end next, and a
+    forked work horse ends without running `atexit`. Inside a request only when due, so that
+    busy web processes still write hits in batches; their last ones go at exit.
+    """
+    store = state.peek("store")
+    if store is None or not cache.hits_unflushed(store):
+        return
+    try:
+        flush_cache_hits(state, due_only=in_request)
+    except Exception:  # noqa: BLE001 - the counts stay in the store for the next flush
+        logger.exception("flask-integrations: cache hit counts could not be written")
+
+
+def _flush_hits_at_exit() -> None:
+    for state in live_states():
+        store = state.peek("store")
+        if store is None or not cache.hits_unflushed(store):
+            continue
+        try:
+            with state.app.app_context():
+                flush_cache_hits(state)
+        except Exception:  # noqa: BLE001 - the interpreter is ending: say so, do not raise
+            logger.exception("flask-integrations: cache hit counts could not be written at exit")
+
+
+atexit.register(_flush_hits_at_exit)  # after writer.py's, so it runs first: rows, then their hits
 
 
 def run_call(state: AppState, spec: RequestBuilder, method: str, target: Any) -> Any:
@@ -70,8 +105,9 @@ def run_call(state: AppState, spec: RequestBuilder, method: str, target: Any) ->
     if spec.idempotency_key is not None:
         idempotency.ensure_independent_commit(state)
         warn_without_wire_support(provider)
+    label = safe_url_text(spec.endpoint, integration, state.setting("REDACT_KEYS"))
     try:
-        outcome = attempts(state, provider, spec, method, target, store)
+        outcome = attempts(state, provider, spec, method, target, store, label)
     except (CircuitOpenError, RateLimitExceeded):
         stale = stale_value(state, store, spec, key)
         if stale is not _MISSING:
@@ -91,7 +127,7 @@ def run_call(state: AppState, spec: RequestBuilder, method: str, target: Any) ->
     stale = stale_value(state, store, spec, key)
     if stale is not _MISSING:
         return stale
-    raise outcome.error(spec, method)
+    raise outcome.error(label, method)
 
 
 _MISSING = object()

@@ -10,7 +10,6 @@ classified by the status inside it.
 
 from __future__ import annotations
 
-import math
 import socket
 import sys
 from collections.abc import Iterator, Mapping
@@ -22,6 +21,7 @@ import httpx
 
 from ..db.statuses import FailureClass
 from ..errors import IntegrationHTTPError, IntegrationsError, RateLimitExceeded, RetryableError
+from ..parsing import parse_number
 
 UPSTREAM, THROTTLE, CLIENT, UNKNOWN = (
     FailureClass.UPSTREAM,
@@ -275,13 +275,4 @@ def parse_retry_after(value: Any, *, now: datetime | None = None) -> float | Non
 
 
 def _seconds(value: Any) -> float | None:
-    if isinstance(value, bool) or value is None:
-        return None
-    if isinstance(value, str):
-        try:
-            value = float(value.strip())
-        except ValueError:
-            return None
-    if not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
-        return None
-    return float(value)
+    return parse_number(value)

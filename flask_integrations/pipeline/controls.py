@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from ..db.models import Integration
-from ..state import current_state
-from . import breaker, cache
+from ..state import AppState, current_state
+from . import breaker, cache, ratelimit
 
 
 def breaker_state(integration: Integration) -> str:
@@ -21,3 +21,11 @@ def reset_breaker(integration: Integration) -> None:
 def forget_cache(integration: Integration, endpoint: str | None = None) -> None:
     """Drop the integration's cached responses: all of them, or one endpoint's."""
     cache.forget(current_state().store, integration.id, endpoint)
+
+
+def forget_integration(state: AppState, integration_id: int) -> None:
+    """Drop everything the pipeline keeps under an integration's id: its cached responses, its
+    breaker and its rate limit (a deleted integration's state must never reach another)."""
+    cache.forget(state.store, integration_id)
+    breaker.reset(state.store, integration_id)
+    ratelimit.reset(state.store, integration_id)

@@ -7,8 +7,9 @@ import logging
 import httpx
 
 from ..config import DEFAULTS
-from ..redaction import redact_query
+from ..redaction import safe_url_text
 from ..state import AppState, current_state
+from .context import current_context
 
 
 def client(state: AppState) -> httpx.Client:
@@ -36,29 +37,30 @@ def decode(response: httpx.Response) -> object:
 
 
 class RedactedQueryFilter(logging.Filter):
-    """httpx logs each request's URL at INFO (``HTTP Request: GET https://...?api_key=...``): a
-    query value under a redact key (`INTEGRATIONS_REDACT_KEYS`, the defaults outside an app) is
-    logged as ``[REDACTED]``, as in the request log. Installed on the ``httpx`` logger at import."""
+    """httpx logs each request's URL at INFO (``HTTP Request: GET https://...?api_key=...``). The URL
+    is logged as the request log shows it: query values under a redact key (`INTEGRATIONS_REDACT_KEYS`,
+    the defaults outside an app) as ``[REDACTED]``, and the credential values of the integration being
+    called (put in the path or the query by `prepare_request`, say) scrubbed. Installed on the
+    ``httpx`` logger at import."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         args = record.args
-        if isinstance(args, tuple) and len(args) > 1 and isinstance(args[1], httpx.URL) and args[1].query:
+        if isinstance(args, tuple) and len(args) > 1 and isinstance(args[1], httpx.URL):
             try:
                 record.args = (args[0], redacted_url(args[1]), *args[2:])
             except Exception:  # noqa: BLE001 - a log line is never worth an error
-                record.args = (args[0], args[1].copy_with(query=None), *args[2:])
+                record.args = (args[0], "[a URL that could not be redacted]", *args[2:])
         return True
 
 
-def redacted_url(url: httpx.URL) -> httpx.URL:
-    """`url` with the query values of redact keys replaced."""
+def redacted_url(url: httpx.URL) -> str:
+    """`url` as a log line may show it (see `RedactedQueryFilter`)."""
     try:
         keys = current_state().setting("REDACT_KEYS")
     except Exception:  # noqa: BLE001 - outside an app context, or an app without the extension
         keys = DEFAULTS["INTEGRATIONS_REDACT_KEYS"]
-    query = url.query.decode("ascii", "replace")
-    redacted = redact_query(query, redact_keys=keys)
-    return url if redacted == query else url.copy_with(query=redacted.encode("ascii", "replace"))
+    ctx = current_context()
+    return safe_url_text(str(url), ctx.integration if ctx is not None else None, keys)
 
 
 logging.getLogger("httpx").addFilter(RedactedQueryFilter())

@@ -10,7 +10,7 @@ import httpx
 from ..errors import IntegrationHTTPError
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .builder import RequestBuilder
+    pass
 
 
 @dataclass
@@ -28,9 +28,11 @@ class Outcome:
     #: the OAuth2 access token the package put on the request (never shown)
     bearer: str | None = field(default=None, repr=False)
 
-    def error(self, spec: RequestBuilder, method: str) -> BaseException:
+    def error(self, label: str, method: str) -> BaseException:
+        """What the call raises: the attempt's exception, or an `IntegrationHTTPError` naming the
+        endpoint by its safe `label`."""
         if self.exc is not None:
             return self.exc
         return IntegrationHTTPError(
-            self.status or 0, self.response, f"{method} {spec.endpoint} answered HTTP {self.status}."
+            self.status or 0, self.response, f"{method} {label} answered HTTP {self.status}."
         )

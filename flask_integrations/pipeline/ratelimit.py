@@ -25,6 +25,7 @@ from typing import Any
 
 from ..clock import as_utc
 from ..errors import RateLimitExceeded
+from ..parsing import parse_int, parse_number
 from ..state.store import Store, fail_open
 
 WINDOW = 60.0
@@ -53,12 +54,18 @@ def report(
 
     `reset_at` is a datetime, a Unix time, or (below 10^9) seconds from now.
     The wait is capped at `cap` (pass `INTEGRATIONS_RETRY_AFTER_MAX`), so
-    a wild header cannot silence an integration for days.
+    a wild header cannot silence an integration for days. Values that are not
+    numbers (what a callable passed to `ctx.report` as text, say) are ignored.
     """
     now = store.clock()
+    retry_after = parse_number(retry_after)
+    if not (isinstance(remaining, int) and not isinstance(remaining, bool)):
+        remaining = parse_int(remaining)
+    if not isinstance(reset_at, datetime):
+        reset_at = parse_number(reset_at)
     waits = []
-    if retry_after is not None and retry_after > 0:
-        waits.append(float(retry_after))
+    if retry_after:
+        waits.append(retry_after)
     if remaining is not None and remaining <= 0 and reset_at is not None:
         waits.append(_seconds_until(reset_at, now))
     wait = min(max(waits, default=0.0), cap)
@@ -70,7 +77,6 @@ def report(
 def _seconds_until(reset_at: float | datetime, now: float) -> float:
     if isinstance(reset_at, datetime):
         return as_utc(reset_at).timestamp() - now
-    reset_at = float(reset_at)
     return reset_at - now if reset_at >= EPOCH_THRESHOLD else reset_at
 
 

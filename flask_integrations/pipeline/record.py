@@ -21,7 +21,7 @@ from ..clock import utcnow
 from ..db.models import polymorphic_ref
 from ..db.transactions import caller_holds_sqlite_write_lock, run_detached, shares_caller_connection
 from ..logs.timeline import note as note_request_id
-from ..redaction import error_text, integration_secrets, prepare_body
+from ..redaction import error_text, integration_secrets, prepare_body, scrub_for
 from ..state import AppState
 from .context import RequestContext
 from .http import decode
@@ -59,9 +59,11 @@ def inserter(state: AppState) -> RowInserter:
 
 
 class CallLog:
-    """The rows of one call: later attempts point at the first through `retry_of`."""
+    """The rows of one call: later attempts point at the first through `retry_of`; `label` is the
+    endpoint as rows, signals and errors show it (see `redaction.safe_url_text`)."""
 
-    def __init__(self, retry_of: int | None = None):
+    def __init__(self, label: str, retry_of: int | None = None):
+        self.label = label
         self.first_id = retry_of
 
     def retry_of(self) -> int | None:
@@ -95,12 +97,12 @@ def record(
     )
     error = None
     if outcome.exc is not None:
-        error = error_text(outcome.exc, secrets)
+        error = error_text(outcome.exc, integration)
     elif outcome.failure is not None:
         error = f"HTTP {outcome.status}"
     values = {
         "integration_id": integration.id,
-        "endpoint": spec.endpoint[:2048],
+        "endpoint": call_log.label[:2048],
         "method": method[:255],
         "status_code": outcome.status,
         "request_data": prepare_body(
@@ -112,7 +114,7 @@ def record(
         "error": error,
         "duration_ms": outcome.duration_ms,
         "idempotency_key": spec.idempotency_key,
-        "provider_request_id": provider_request_id(ctx, outcome.response),
+        "provider_request_id": scrub_for(integration, provider_request_id(ctx, outcome.response)),
         "related_type": related_type,
         "related_id": related_id,
         "failure_class": outcome.failure,
@@ -127,7 +129,7 @@ def record(
         common = {
             "integration": integration,
             "request_id": row_id,
-            "endpoint": spec.endpoint,
+            "endpoint": call_log.label,
             "method": method,
         }
         signal = signals.request_completed if outcome.failure is None else signals.request_failed

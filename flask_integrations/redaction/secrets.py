@@ -145,12 +145,20 @@ def _secret_pattern(secrets: tuple[str, ...]) -> re.Pattern[str] | None:
     return re.compile("|".join(re.escape(f) for f in ordered))
 
 
-def error_text(error: BaseException | str, secrets: Iterable[str] = (), max_bytes: int | None = None) -> str:
-    """`Type: message` of an exception (a string as it is), the secrets scrubbed, cut to `max_bytes`.
+def scrub_for(integration: Any, text: str | None) -> str | None:
+    """`text` with `integration`'s credential values replaced by ``[REDACTED]``.
 
-    The one way an error becomes text for a row, a page or a log line.
+    The one call wherever text about an integration is stored, shown or logged: endpoint
+    labels, errors, log summaries, stored headers, dashboard cells, httpx's log lines.
     """
-    secrets = secret_list(secrets)
+    return scrub(text, integration_secrets(integration))
+
+
+def error_text(error: BaseException | str, integration: Any = None, max_bytes: int | None = None) -> str:
+    """`Type: message` of an exception (a string as it is), `integration`'s credential values
+    scrubbed, cut to `max_bytes`: the one way an error becomes text for a row, a page or a log line.
+    """
+    secrets = integration_secrets(integration)
     text = f"{type(error).__name__}: {error}" if isinstance(error, BaseException) else str(error)
     text = scrub(text, secrets) or (type(error).__name__ if isinstance(error, BaseException) else "")
     return text if max_bytes is None else truncate(text, max_bytes, secrets)

@@ -20,7 +20,7 @@ from ..db.statuses import ItemStatus
 from ..logs import operation_context
 from ..queue import attempt_note, enqueue
 from ..queue.names import PROCESS_SYNC_ITEMS, SYNC_ITEMS_ABANDONED
-from ..redaction import error_text, integration_secrets
+from ..redaction import error_text
 from ..state import AppState, current_state
 from .finalise import maybe_finalise
 from .pacing import item_delay, item_queue
@@ -189,4 +189,4 @@ def _item_failed(state: AppState, integration: Integration, row: Any, exc: BaseE
 
 def safe_error(integration: Integration | None, exc: BaseException) -> str:
     """An exception as stored for a run or an item: `Type: message`, secrets scrubbed, size-capped."""
-    return error_text(exc, integration_secrets(integration), MAX_ERROR_BYTES)
+    return error_text(exc, integration, MAX_ERROR_BYTES)

@@ -22,14 +22,14 @@ import logging
 from typing import Any
 from urllib.parse import urlsplit
 
-from flask import Blueprint, Flask, Response, redirect, render_template, request, url_for
+from flask import Blueprint, Flask, Response, abort, redirect, render_template, request, url_for
 
 from .. import signals
 from ..db.models import Integration
 from ..errors import CredentialsDecryptionError, IntegrationsError, ProviderNotRegistered, StoreUnavailable
 from ..oauth import flow, tokens
 from ..providers import OAuth2
-from ..redaction import failure_kind
+from ..redaction import failure_kind, one_line, scrub_for
 from ..state import AppState, current_state
 from .access import csrf_token, denied, exempt_from_app_csrf, require_csrf
 
@@ -84,7 +84,9 @@ def callback() -> Any:
         return _page(503, "The authorization could not be checked: shared storage is unavailable. Retry.")
     error = request.args.get("error")
     if error:
-        return _page(400, f"The provider did not authorize the connection ({error[:100]}).")
+        integration = state.db.session.get(Integration, pending.integration_id)
+        shown = scrub_for(integration, one_line(error, 100))
+        return _page(400, f"The provider did not authorize the connection ({shown}).")
     code = request.args.get("code")
     if not code:
         return _page(400, "The provider's answer has no authorization code; start the connection again.")
@@ -143,7 +145,13 @@ def revoke(integration_id: int) -> Any:
 
 
 def _allowed_integration(state: AppState, integration_id: int) -> Integration | Response:
-    """The integration, once the access rule allows it (403, 404 or the rule's Response otherwise)."""
+    """The integration, once the access rule allows it (403, 404 or the rule's Response otherwise).
+
+    The rule is asked before anyone learns whether the id exists: with the dashboard's rule
+    (no `INTEGRATIONS_OAUTH_AUTH`) first of all; with `INTEGRATIONS_OAUTH_AUTH`, which needs
+    the integration, an id that is not an OAuth2 integration is refused exactly as the rule
+    refuses one (403), so ids cannot be probed.
+    """
     rule = state.setting("OAUTH_AUTH")
     if rule is None:
         refusal = denied(state.setting("DASHBOARD_AUTH"))
@@ -153,6 +161,8 @@ def _allowed_integration(state: AppState, integration_id: int) -> Integration | 
     if integration_id <= _MAX_ID:
         integration = state.db.session.get(Integration, integration_id)
     if integration is None or not _is_oauth(state, integration):
+        if rule is not None:
+            abort(403)
         return _page(404, "There is no OAuth2 integration with this id.")
     if rule is not None:
         refusal = denied(rule, integration)

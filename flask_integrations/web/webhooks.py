@@ -21,6 +21,7 @@ from werkzeug.exceptions import ClientDisconnected, HTTPException, RequestEntity
 from .. import signals
 from ..db.models import Integration, IntegrationWebhook
 from ..providers import HandlesWebhooks
+from ..redaction import integration_secrets
 from ..state import AppState, current_state
 from ..webhooks.intake import filter_headers, store_webhook
 from ..webhooks.jobs import enqueue_processing
@@ -98,15 +99,17 @@ def _receive(state: AppState, provider_key: str, integration_id: int | None) -> 
         )
         raise _Reject(400, "the webhook's event or delivery id could not be read") from None
 
+    secrets = integration_secrets(integration)
     try:
         received = store_webhook(
             state,
             provider=provider_key,
             integration_id=integration.id if integration is not None else None,
             payload=payload,
-            headers=filter_headers(request.headers.items()),
+            headers=filter_headers(request.headers.items(), secrets),
             event_type=None if event_type is None else str(event_type),
             delivery_id=None if delivery_id in (None, "") else str(delivery_id),
+            secrets=secrets,
         )
     except Exception:
         state.db.session.rollback()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -18,25 +19,29 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from ..clock import utcnow
 from ..db.statuses import WebhookStatus
-from ..redaction import clean_text
+from ..redaction import clean_text, scrub
 from ..state import AppState
 
 logger = logging.getLogger("flask_integrations")
 
-#: Header names never stored, besides any name containing one of `_SECRET_WORDS`.
-_DROPPED_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie"})
-_SECRET_WORDS = ("token", "secret", "key")
+#: Header names never stored: anything that names a credential, a cookie or a signature
+#: (``Authorization``, ``X-Webhook-Password``, ``X-Hook-Auth``, ``X-Api-Key``,
+#: ``X-Hub-Signature-256``, ...). Verification reads signatures from the request itself,
+#: before anything is stored; nothing after it needs them.
+SECRET_HEADER = re.compile(r"auth|pass|pwd|token|secret|key|sig|cookie|session|credential", re.I)
 _MAX_STRING = 255
 
 
-def filter_headers(headers: Iterable[tuple[str, str]]) -> dict[str, str]:
-    """The headers worth storing: no credentials, no cookies; repeated names joined with ', '."""
+def filter_headers(headers: Iterable[tuple[str, str]], secrets: Iterable[str] = ()) -> dict[str, str]:
+    """The headers worth storing: none whose name looks secret, and none of the integration's
+    credential values (`secrets`) in the others; repeated names joined with ', '."""
+    secrets = tuple(secrets)
     kept: dict[str, str] = {}
     for name, value in headers:
-        lowered = name.lower()
-        if lowered in _DROPPED_HEADERS or any(word in lowered for word in _SECRET_WORDS):
+        name = clean_text(str(name))
+        if SECRET_HEADER.search(name):
             continue
-        name, value = clean_text(str(name)), clean_text(str(value))
+        value = scrub(str(value), secrets) or ""
         kept[name] = f"{kept[name]}, {value}" if name in kept else value
     return kept
 
@@ -73,6 +78,7 @@ def store_webhook(
     headers: Mapping[str, str],
     event_type: str | None,
     delivery_id: str | None,
+    secrets: Iterable[str] = (),
 ) -> Received:
     """Insert the delivery and commit; a delivery id seen before is stored as `duplicate`.
 
@@ -85,8 +91,8 @@ def store_webhook(
     values: dict[str, Any] = {
         "integration_id": integration_id,
         "provider": provider,
-        "event_type": short_text(event_type),
-        "delivery_id": short_text(delivery_id),
+        "event_type": scrub(short_text(event_type), secrets),
+        "delivery_id": scrub(short_text(delivery_id), secrets),
         "payload": payload,
         "headers": dict(headers),
         "status": WebhookStatus.PENDING,

@@ -16,7 +16,7 @@ from ..logs import operation_context
 from ..providers import NO_HANDLER, HandlesWebhooks
 from ..queue import attempt_note, enqueue
 from ..queue.names import PROCESS_WEBHOOK
-from ..redaction import error_text, integration_secrets
+from ..redaction import error_text
 from ..state import AppState, current_state
 
 logger = logging.getLogger("flask_integrations")
@@ -191,7 +191,7 @@ def _record_failure(
 
 def _safe_error(integration: Any, exc: BaseException) -> str:
     """The error text with the integration's credential values scrubbed, cut to a sane size."""
-    return error_text(exc, integration_secrets(integration), _MAX_ERROR_BYTES)
+    return error_text(exc, integration, _MAX_ERROR_BYTES)
 
 
 def _write_log(

@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 
 from flask import Blueprint, Flask, Response, abort, redirect, request, url_for
 
+from ...parsing import parse_int
 from ...state import current_state
 from ..access import csrf_token, denied, exempt_from_app_csrf
 from . import formatting
@@ -87,8 +88,9 @@ def url_with(**changes: Any) -> str:
 
 
 def page_number(name: str = "page") -> int:
-    number = request.args.get(name, 1, type=int) or 1
-    return min(max(number, 1), MAX_PAGE)
+    """The page asked for (1 when absent or not a number), at most `MAX_PAGE`."""
+    number = parse_int(request.args.get(name)) or 1
+    return min(number, MAX_PAGE)
 
 
 def found(value: T | None) -> T:

@@ -8,7 +8,7 @@ from typing import Any
 
 from ...clock import as_utc, utcnow
 from ...errors import CredentialsDecryptionError
-from ...redaction import integration_secrets, scrub
+from ...redaction import scrub_for
 
 MASK = "••••••"
 #: What a cell shows when there is no value (as the templates do for missing text).
@@ -86,9 +86,9 @@ class Scrubber:
     """
 
     def __init__(self, integration: Any):
-        self.secrets = integration_secrets(integration) if integration is not None else []
+        self.integration = integration
 
     def __call__(self, text: Any) -> str:
         if text is None:
             return ""
-        return scrub(str(text), self.secrets) or ""
+        return scrub_for(self.integration, str(text)) or ""

@@ -7,6 +7,7 @@ from flask import render_template, request
 from ...clock import utcnow
 from ...db.models import Integration
 from ...db.statuses import FailureClass, HealthStatus, ItemStatus, WebhookStatus
+from ...parsing import parse_int
 from ...providers import HasHealthCheck, IncrementalSync, ScheduledSync
 from ...state import current_state
 from . import queries
@@ -33,8 +34,7 @@ def _choice(name: str, allowed: tuple[str, ...] | list[str], default: str | None
 
 
 def _integer(name: str) -> int | None:
-    value = request.args.get(name, type=int)
-    return value if value is not None and 0 < value <= queries.MAX_ID else None
+    return parse_int(request.args.get(name), maximum=queries.MAX_ID) or None
 
 
 @blueprint.get("/")

@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from ...db.models import Integration, IntegrationLog, IntegrationRequest
 from ...db.transactions import dialect_name
 from ...health.figures import Figures, failed, request_figures
+from ...parsing import parse_int
 from ...state import AppState
 
 PER_PAGE = 50
@@ -130,8 +131,8 @@ class RequestFilters:
         elif len(status) == 3 and status[0] in "12345" and status[1:] == "xx":
             low = int(status[0]) * 100
             where.append(sa.and_(t.c.status_code >= low, t.c.status_code < low + 100))
-        elif status.isdigit() and len(status) == 3:
-            where.append(t.c.status_code == int(status))
+        elif len(status) == 3 and parse_int(status) is not None:
+            where.append(t.c.status_code == parse_int(status))
         if self.failure == "none":
             where.append(t.c.failure_class.is_(None))
         elif self.failure:
