@@ -12,7 +12,7 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
-from flask import Flask, has_request_context
+from flask import Flask
 
 from . import config as config_module
 from . import logs, mappings, queue
@@ -242,4 +242,4 @@ def _end_app_context(_exc: BaseException | None) -> None:
     """Request rows queued by this app context's calls are committed before it ends (see writer.py),
     and the cache hits it counted are written (see `call.flush_hits_of_this_process`)."""
     wait_for_thread_rows()
-    call.flush_hits_of_this_process(current_state(), in_request=has_request_context())
+    call.flush_hits_of_this_process(current_state(), in_request=queue.dispatching_request())

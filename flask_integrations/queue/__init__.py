@@ -5,7 +5,7 @@ after the commit (embedded mode); see dispatch.py, redis_mode.py and embedded.py
 """
 
 from .dispatch import dispatch, enqueue
-from .embedded import init_app, run_queued_jobs
+from .embedded import dispatching_request, init_app, run_queued_jobs
 from .jobs import QueuedJob, attempt_note, function_path, import_function
 from .redis_mode import redis_connection, rq_queue, run_failure_callback, run_job, set_worker_app
 
@@ -13,6 +13,7 @@ __all__ = [
     "QueuedJob",
     "attempt_note",
     "dispatch",
+    "dispatching_request",
     "enqueue",
     "function_path",
     "import_function",

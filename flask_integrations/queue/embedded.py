@@ -47,7 +47,7 @@ class EmbeddedRunner:
     def submit(self, jobs: list[QueuedJob]) -> None:
         with self._lock:
             self._held.extend(jobs)
-        if _dispatching_request():
+        if dispatching_request():
             holder = g.get(_REQUEST_KEY)
             if holder is None or holder.handed_off:
                 holder = _RequestJobs()
@@ -99,7 +99,7 @@ class EmbeddedRunner:
             logger.exception("flask-integrations: embedded job %r failed", job)
 
 
-def _dispatching_request() -> bool:
+def dispatching_request() -> bool:
     """True inside a request the app is dispatching (not a bare `test_request_context()`)."""
     return has_request_context() and bool(request.environ.get(_DISPATCHING))
 
