@@ -12,7 +12,7 @@ from flask import Flask
 from flask_integrations.state.memory_store import MemoryStore
 from flask_integrations.state.redis_store import RedisStore
 from flask_integrations.state.store import Store
-from tests.support import POSTGRES_URL, REDIS_URL, REQUIRE_SERVERS, FakeClock, db, make_app
+from tests.helpers.app import POSTGRES_URL, REDIS_URL, REQUIRE_SERVERS, FakeClock, db, make_app
 
 pytest_plugins = ["pytester"]
 

@@ -26,7 +26,7 @@ from flask_integrations.pipeline import breaker
 from flask_integrations.providers import check_provider_class
 from flask_integrations.state import current_state
 from tests.conftest import reset_tables
-from tests.support import db, make_app
+from tests.helpers.app import db, make_app
 
 SECRET = "sk-live-Very-Secret-4242"
 
@@ -978,7 +978,7 @@ def test_make_provider_through_the_flask_command_writes_lint_clean_code(tmp_path
     app_file.write_text(
         "import sys\n"
         f"sys.path.insert(0, {str(Path(__file__).resolve().parents[1])!r})\n"
-        "from tests.support import make_app\n"
+        "from tests.helpers.app import make_app\n"
         f"app = make_app('sqlite:///{tmp_path / 'app.db'}')\n"
     )
     flask = [sys.executable, "-m", "flask", "--app", "app"]

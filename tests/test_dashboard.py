@@ -16,7 +16,7 @@ from flask_integrations.clock import utcnow
 from flask_integrations.pipeline import breaker
 from flask_integrations.state import current_state
 from flask_integrations.testing import run_queued_jobs, send_webhook
-from tests.support import Loose, Tickets, db, run_docs_example
+from tests.helpers.app import Loose, Tickets, db, run_docs_example
 
 DASH = "/integrations/dashboard"
 SECRET = "sk-live-PLANTED-7f3a9c"

@@ -1,7 +1,7 @@
 """The dashboard (SPEC 9) in headless Chromium, against a live server on loopback.
 
 The data is made through the package's own code paths: outbound calls to a real loopback
-upstream (tests/upstream.py), webhooks posted to the webhook route and processed by the embedded
+upstream (tests/helpers/upstream.py), webhooks posted to the webhook route and processed by the embedded
 runner, and sync runs whose handler fails one item; only the request history of the past day
 (for the hourly chart) is inserted directly, as the clock cannot be moved for real calls.
 Screenshots of every page go to `$INTEGRATIONS_TEST_ARTIFACTS/screenshots` (default
@@ -31,10 +31,10 @@ from flask_integrations import (
 )
 from flask_integrations.clock import utcnow
 from flask_integrations.testing import send_webhook
-from tests.browser_support import LiveServer, launch_chromium, require_browser, screenshot_dir
 from tests.conftest import reset_tables
-from tests.support import Loose, Tickets, db, make_app
-from tests.upstream import UpstreamServer
+from tests.helpers.app import Loose, Tickets, db, make_app
+from tests.helpers.browser import LiveServer, launch_chromium, require_browser, screenshot_dir
+from tests.helpers.upstream import UpstreamServer
 
 try:
     from playwright.sync_api import expect

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from flask_integrations import Integration, signals
 from flask_integrations.clock import utcnow
 from tests.conftest import reset_tables
-from tests.support import db, make_app
+from tests.helpers.app import db, make_app
 
 THRESHOLDS = {"degraded_after": 2, "failing_after": 4, "disabled_after": 6}
 

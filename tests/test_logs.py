@@ -20,7 +20,7 @@ from flask_integrations.logs import (
     operation_context,
 )
 from tests.conftest import reset_tables
-from tests.support import db, make_app
+from tests.helpers.app import db, make_app
 
 SECRET = "sk-live-123"
 

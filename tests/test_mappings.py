@@ -13,7 +13,7 @@ from flask_integrations import IntegrationMapping, MappingAlreadyClaimed, Valida
 from flask_integrations.clock import utcnow
 from flask_integrations.mappings import claims
 from tests.conftest import reset_tables
-from tests.support import db, make_app
+from tests.helpers.app import db, make_app
 
 
 class Customer(db.Model):

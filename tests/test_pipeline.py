@@ -29,8 +29,8 @@ from flask_integrations import (
 )
 from flask_integrations.pipeline.context import RequestContext
 from tests.conftest import reset_tables
-from tests.support import db, make_app, run_docs_example
-from tests.upstream import UpstreamServer
+from tests.helpers.app import db, make_app, run_docs_example
+from tests.helpers.upstream import UpstreamServer
 
 FAST_RETRIES = {"INTEGRATIONS_RETRY_AFTER_MAX": 0.01}
 

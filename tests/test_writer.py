@@ -14,8 +14,8 @@ from flask_integrations import IntegrationRequest, Provider, signals
 from flask_integrations.clock import utcnow
 from flask_integrations.pipeline import writer as writer_module
 from flask_integrations.state import current_state
-from tests.support import db
-from tests.upstream import UpstreamServer
+from tests.helpers.app import db
+from tests.helpers.upstream import UpstreamServer
 
 
 class Api(Provider):
@@ -244,7 +244,7 @@ def test_two_processes_reserve_ids_that_never_collide(app, api, server):
 
 def _make_calls(database_url: str, integration_id: int, url: str, calls: int) -> None:
     from flask_integrations import Integration
-    from tests.support import make_app
+    from tests.helpers.app import make_app
 
     app = make_app(database_url)
     with app.app_context():

@@ -44,9 +44,9 @@ from flask_integrations import (
 )
 from flask_integrations.state import current_state
 from flask_integrations.testing import run_queued_jobs
-from tests.oauth_support import CLIENT_ID, CLIENT_SECRET, AuthServer, Connect
-from tests.support import Loose, db
-from tests.upstream import UpstreamServer
+from tests.helpers.app import Loose, db
+from tests.helpers.oauth import CLIENT_ID, CLIENT_SECRET, AuthServer, Connect
+from tests.helpers.upstream import UpstreamServer
 
 MARK = uuid.uuid4().hex[:10]
 #: credential values

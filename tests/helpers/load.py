@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 
 from examples.webhook_providers import hmac_signature
-from tests.reliability.load_app import WEBHOOK_EVENT
+from tests.helpers.load_app import WEBHOOK_EVENT
 
 ROOT = Path(__file__).resolve().parents[2]
 

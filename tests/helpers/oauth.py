@@ -262,4 +262,4 @@ class Connect(Provider, OAuth2):
         ).raise_for_status()
 
 
-PROVIDERS = {"connect": "tests.oauth_support:Connect", "loose": "tests.support:Loose"}
+PROVIDERS = {"connect": "tests.helpers.oauth:Connect", "loose": "tests.helpers.app:Loose"}

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import REQUIRE_SERVERS
+from tests.helpers.app import REQUIRE_SERVERS
 
 PG_BIN = Path(os.environ.get("INTEGRATIONS_TEST_PG_BIN", "/usr/lib/postgresql/15/bin"))
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"

@@ -26,9 +26,9 @@ import pytest
 from flask import Flask, got_request_exception
 from werkzeug.serving import WSGIRequestHandler, make_server
 
-from tests.support import REQUIRE_SERVERS
+from tests.helpers.app import REQUIRE_SERVERS
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = os.environ.get("INTEGRATIONS_TEST_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--no-sandbox",

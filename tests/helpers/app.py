@@ -61,7 +61,7 @@ class Loose(Provider):
     """A provider that accepts any dict."""
 
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def run_docs_example(doc: str, pattern: str, cwd: Path, **env: str) -> list[str]:
