@@ -23,22 +23,15 @@ from flask_integrations.clock import utcnow
 from flask_integrations.oauth import flow, locks, tokens
 from tests.conftest import reset_tables
 from tests.helpers.app import db, make_app
-from tests.helpers.oauth import CLIENT_ID, CLIENT_SECRET, PROVIDERS, AuthServer, s256
+from tests.helpers.oauth import CLIENT_ID, CLIENT_SECRET, PROVIDERS, s256
 
 PREFIX = "/integrations"
 
 
-@pytest.fixture(scope="module")
-def server():
-    auth = AuthServer().start()
-    yield auth
-    auth.stop()
-
-
 @pytest.fixture
-def auth(server):
-    server.reset()
-    return server
+def auth(auth_server):
+    auth_server.reset()
+    return auth_server
 
 
 @pytest.fixture

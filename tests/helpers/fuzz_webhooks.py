@@ -1,6 +1,6 @@
 """Coverage-guided fuzz (atheris) of the webhook routes and the OAuth callback.
 
-Run by `test_bad_input.py` in a subprocess (atheris exits the process when done)::
+Run by `tests/reliability/test_bad_input.py` in a subprocess (atheris exits the process when done)::
 
     FUZZ_DATABASE=/tmp/fuzz.db python -m tests.helpers.fuzz_webhooks -max_total_time=20
 

@@ -34,7 +34,7 @@ from flask_integrations import IncrementalSync, Integrations, Provider, Supports
 from tests.helpers.app import KEY, db
 from tests.helpers.upstream import UpstreamServer
 
-#: Names of the rows the test creates (see test_load.py).
+#: Names of the rows the test creates (see tests/reliability/test_load.py).
 WEBHOOK_EVENT = "order.updated"
 SYNC_EVENT = "feed.entry"
 SEEN_TABLES = (

@@ -45,7 +45,7 @@ from flask_integrations import (
 from flask_integrations.state import current_state
 from tests.conftest import reset_tables
 from tests.helpers.app import KEY, Loose, Tickets, db, make_app
-from tests.helpers.oauth import CLIENT_ID, CLIENT_SECRET, AuthServer, Connect
+from tests.helpers.oauth import CLIENT_ID, CLIENT_SECRET, Connect
 
 ROOT = Path(__file__).resolve().parents[2]
 FIGURES: dict[str, Any] = {"hypothesis_examples": {}, "paths": {}}
@@ -116,13 +116,6 @@ def count(name: str, n: int = 1) -> None:
 
 def example(name: str) -> None:
     FIGURES["hypothesis_examples"][name] = FIGURES["hypothesis_examples"].get(name, 0) + 1
-
-
-@pytest.fixture(scope="module")
-def auth_server():
-    server = AuthServer().start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture

@@ -41,7 +41,8 @@ import sqlalchemy as sa
 
 from tests.helpers import faults
 from tests.helpers.app import KEY, db
-from tests.helpers.private_servers import PrivatePostgres, PrivateRedis, free_port, require_binaries
+from tests.helpers.private_servers import PrivatePostgres, PrivateRedis, require_binaries
+from tests.helpers.servers import free_port
 from tests.helpers.upstream import UpstreamServer
 
 ROOT = Path(__file__).resolve().parents[2]

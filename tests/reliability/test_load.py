@@ -30,7 +30,9 @@ import pytest
 import sqlalchemy as sa
 
 from tests.helpers import load as ls
+from tests.helpers.app import ROOT
 from tests.helpers.load_app import SEEN_TABLES, create_app
+from tests.helpers.servers import free_port
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
 
@@ -62,7 +64,7 @@ def deployment(postgres_url, redis_url, tmp_path, monkeypatch):
     logs.mkdir()
     env = {
         **os.environ,
-        "PYTHONPATH": str(ls.ROOT),
+        "PYTHONPATH": str(ROOT),
         "LOAD_DATABASE_URL": postgres_url,
         "LOAD_REDIS_URL": redis_url,
         "LOAD_REDIS_PREFIX": prefix,
@@ -99,7 +101,7 @@ def deployment(postgres_url, redis_url, tmp_path, monkeypatch):
             }
             db.session.remove()
 
-        port = ls.free_port()
+        port = free_port()
         gunicorn = ls.start(
             [
                 ls.python(),
