@@ -41,7 +41,7 @@ from bench_support import reachable  # noqa: E402
 
 from flask_integrations import IntegrationRequest, Integrations, Provider  # noqa: E402
 from flask_integrations.pipeline.writer import wait_for_all_rows  # noqa: E402
-from tests.upstream import UpstreamServer  # noqa: E402
+from tests.helpers.upstream import UpstreamServer  # noqa: E402
 
 db = SQLAlchemy()
 

@@ -12,7 +12,9 @@ from flask import Flask
 from flask_integrations.state.memory_store import MemoryStore
 from flask_integrations.state.redis_store import RedisStore
 from flask_integrations.state.store import Store
-from tests.support import POSTGRES_URL, REDIS_URL, REQUIRE_SERVERS, FakeClock, db, make_app
+from tests.helpers.app import POSTGRES_URL, REDIS_URL, FakeClock, db, make_app, skip_or_fail
+from tests.helpers.oauth import AuthServer
+from tests.helpers.upstream import UpstreamServer
 
 pytest_plugins = ["pytester"]
 
@@ -50,10 +52,7 @@ def _reachable(url: str, default_port: int) -> bool:
 def require_server(name: str, url: str, port: int) -> None:
     if _reachable(url, port):
         return
-    message = f"{name} is not reachable at {url}; `bash .ci/run` starts it"
-    if REQUIRE_SERVERS:
-        pytest.fail(message)
-    pytest.skip(message)
+    skip_or_fail(f"{name} is not reachable at {url}; `bash .ci/run` starts it")
 
 
 @pytest.fixture(scope="session")
@@ -149,6 +148,22 @@ def integration(ext, ctx):
         {"api_key": "sk-live-123", "subdomain": "acme"},
         metadata={"team": "support"},
     )
+
+
+@pytest.fixture(scope="module")
+def upstream_server() -> Iterator[UpstreamServer]:
+    """The loopback upstream (tests/helpers/upstream.py), one per test module; `reset()` empties it."""
+    server = UpstreamServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def auth_server() -> Iterator[AuthServer]:
+    """The fake OAuth server (tests/helpers/oauth.py), one per test module; `reset()` empties it."""
+    server = AuthServer().start()
+    yield server
+    server.stop()
 
 
 @pytest.fixture

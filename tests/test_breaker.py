@@ -13,7 +13,7 @@ from flask_integrations.errors import CircuitOpenError
 from flask_integrations.pipeline import breaker
 from flask_integrations.state.redis_store import RedisStore
 from flask_integrations.state.store import Store
-from tests.support import FakeClock
+from tests.helpers.app import FakeClock
 
 SETTINGS = {"enabled": True, "threshold": 3, "cooldown": 60}
 ID = 7

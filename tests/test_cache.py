@@ -14,7 +14,7 @@ from flask import Flask
 from flask_integrations import IntegrationRequest
 from flask_integrations.pipeline import cache
 from flask_integrations.state.store import Store
-from tests.support import FakeClock, db, make_app
+from tests.helpers.app import FakeClock, db, make_app
 
 
 def key(integration_id: int = 1, endpoint: str = "issues", data: Any = None) -> str:

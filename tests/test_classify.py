@@ -29,17 +29,7 @@ from flask_integrations.pipeline.classify import (
     find_status,
     parse_retry_after,
 )
-
-REQUEST = httpx.Request("GET", "http://127.0.0.1/x")
-
-
-def response(status: int, headers: dict[str, str] | None = None) -> httpx.Response:
-    return httpx.Response(status, headers=headers, request=REQUEST)
-
-
-def status_error(status: int, headers: dict[str, str] | None = None) -> httpx.HTTPStatusError:
-    resp = response(status, headers)
-    return httpx.HTTPStatusError(f"HTTP {status}", request=REQUEST, response=resp)
+from tests.helpers.responses import response, status_error
 
 
 class SDKError(Exception):

@@ -22,11 +22,11 @@ from flask_integrations.cli.output import format_table, when
 from flask_integrations.cli.scaffold import class_name
 from flask_integrations.cli.values import convert_value, is_secret_name
 from flask_integrations.clock import utcnow
-from flask_integrations.pipeline import breaker
 from flask_integrations.providers import check_provider_class
 from flask_integrations.state import current_state
 from tests.conftest import reset_tables
-from tests.support import db, make_app
+from tests.helpers.app import db, make_app
+from tests.helpers.rows import add_requests, failure, open_breaker, seed_figures
 
 SECRET = "sk-live-Very-Secret-4242"
 
@@ -102,37 +102,6 @@ def count_integrations() -> int:
 def fresh(integration_id: int) -> Integration:
     db.session.expire_all()
     return db.session.get(Integration, integration_id)
-
-
-def add_requests(integration_id: int, *rows: dict[str, Any]) -> None:
-    """Insert request rows directly; each dict overrides the defaults (created now, 200, 10 ms)."""
-    table_ = current_state().tables["requests"]
-    now = utcnow()
-    values = []
-    for row in rows:
-        created = now - timedelta(hours=row.pop("hours_ago", 0), minutes=1)
-        values.append(
-            {
-                "integration_id": integration_id,
-                "endpoint": "tickets",
-                "method": "GET",
-                "status_code": 200,
-                "duration_ms": 10,
-                "error": None,
-                "failure_class": None,
-                "cache_hits": 0,
-                "stale_hits": 0,
-                "created_at": created,
-                "updated_at": created,
-                **row,
-            }
-        )
-    db.session.execute(sa.insert(table_), values)
-    db.session.commit()
-
-
-def failure(status: int | None, error: str | None, failure_class: str = "upstream", **row: Any) -> dict:
-    return {"status_code": status, "error": error, "failure_class": failure_class, **row}
 
 
 @pytest.fixture(scope="module")
@@ -554,28 +523,10 @@ def insert_orphan() -> int:
 # -- health ------------------------------------------------------------------------------------
 
 
-def seed_health_rows(integration_id: int) -> None:
-    """10 rows in the window (10..100 ms, 5 failed) and one 30 hours old."""
-    add_requests(
-        integration_id,
-        *({"duration_ms": ms} for ms in (10, 20, 30, 40, 50)),
-        failure(503, "HTTP 503", duration_ms=60),
-        failure(503, "HTTP 503", duration_ms=70),
-        failure(429, "HTTP 429", "throttle", duration_ms=80),
-        failure(None, "ConnectError: connection refused", duration_ms=90),
-        failure(404, "HTTP 404", "client", duration_ms=100),
-        failure(500, "HTTP 500", duration_ms=1000, hours_ago=30),
-    )
-
-
 def test_health_reports_requests_error_rate_latency_breaker_and_top_errors(app, ext, integration):
     quiet = ext.create("loose", "Quiet", {})
-    seed_health_rows(integration.id)
-    store, settings = current_state().store, current_state().setting("BREAKER")
-    for _ in range(settings["threshold"]):
-        breaker.after_attempt(
-            store, quiet.id, "upstream", settings, breaker.before_attempt(store, quiet.id, settings)
-        )
+    seed_figures(integration.id)
+    open_breaker(quiet.id)
     result = invoke(app, "health")
     assert result.exit_code == 0, result.output
     assert result.output.startswith("Last 24 h:\n")
@@ -615,7 +566,7 @@ def test_health_reports_requests_error_rate_latency_breaker_and_top_errors(app, 
 
 def test_health_window_and_single_integration(app, ext, integration):
     other = ext.create("loose", "Other", {})
-    seed_health_rows(integration.id)
+    seed_figures(integration.id)
     add_requests(other.id, failure(502, "Bad gateway from proxy"))
     result = invoke(app, "health", "--hours", "48", "--integration", str(integration.id))
     assert result.exit_code == 0, result.output
@@ -978,7 +929,7 @@ def test_make_provider_through_the_flask_command_writes_lint_clean_code(tmp_path
     app_file.write_text(
         "import sys\n"
         f"sys.path.insert(0, {str(Path(__file__).resolve().parents[1])!r})\n"
-        "from tests.support import make_app\n"
+        "from tests.helpers.app import make_app\n"
         f"app = make_app('sqlite:///{tmp_path / 'app.db'}')\n"
     )
     flask = [sys.executable, "-m", "flask", "--app", "app"]

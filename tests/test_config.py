@@ -10,7 +10,7 @@ from flask import Flask
 from flask_sqlalchemy import SQLAlchemy
 
 from flask_integrations import ConfigurationError, Integrations, Provider
-from tests.support import KEY, ROOT, Loose, Tickets
+from tests.helpers.app import KEY, ROOT, Loose, Tickets
 
 
 def build(tmp_path, **config):
@@ -81,10 +81,13 @@ def test_comma_separated_keys_are_a_list(tmp_path):
             {"INTEGRATIONS_PROVIDERS": {"x": "no_such_module_here:X"}},
             "INTEGRATIONS_PROVIDERS['x']: cannot import",
         ),
-        ({"INTEGRATIONS_PROVIDERS": {"x": "tests.support:Nope"}}, "module 'tests.support' has no 'Nope'"),
-        ({"INTEGRATIONS_PROVIDERS": {"x": "tests.support"}}, "must be a class or 'module:Class'"),
         (
-            {"INTEGRATIONS_PROVIDERS": {"x": "tests.support:KEY"}},
+            {"INTEGRATIONS_PROVIDERS": {"x": "tests.helpers.app:Nope"}},
+            "module 'tests.helpers.app' has no 'Nope'",
+        ),
+        ({"INTEGRATIONS_PROVIDERS": {"x": "tests.helpers.app"}}, "must be a class or 'module:Class'"),
+        (
+            {"INTEGRATIONS_PROVIDERS": {"x": "tests.helpers.app:KEY"}},
             "INTEGRATIONS_PROVIDERS['x'] is not a subclass",
         ),
         ({"INTEGRATIONS_PROVIDERS": {"Git Hub": Loose}}, "must match ^[a-z0-9_-]+$"),
@@ -105,7 +108,7 @@ def test_secret_key_not_needed_without_dashboard_and_oauth(tmp_path):
 
 
 def test_provider_path_string_imports(tmp_path):
-    app = build(tmp_path, INTEGRATIONS_PROVIDERS={"tickets": "tests.support:Tickets"})
+    app = build(tmp_path, INTEGRATIONS_PROVIDERS={"tickets": "tests.helpers.app:Tickets"})
     assert isinstance(app.extensions["integrations"].state_for(app).provider("tickets"), Tickets)
 
 

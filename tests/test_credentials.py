@@ -14,7 +14,7 @@ from flask_integrations import (
     ValidationError,
 )
 from tests.conftest import reset_tables
-from tests.support import KEY, TicketCredentials, db, make_app
+from tests.helpers.app import KEY, TicketCredentials, db, make_app
 
 SECRET = "sk-live-123"
 

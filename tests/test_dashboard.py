@@ -13,10 +13,10 @@ from jinja2 import DictLoader
 
 from flask_integrations import HandlesWebhooks, IncrementalSync, Integration, IntegrationLog, Provider
 from flask_integrations.clock import utcnow
-from flask_integrations.pipeline import breaker
 from flask_integrations.state import current_state
 from flask_integrations.testing import run_queued_jobs, send_webhook
-from tests.support import Loose, Tickets, db, run_docs_example
+from tests.helpers.app import Loose, Tickets, db, run_docs_example
+from tests.helpers.rows import add_requests, failure, open_breaker, seed_figures
 
 DASH = "/integrations/dashboard"
 SECRET = "sk-live-PLANTED-7f3a9c"
@@ -125,63 +125,6 @@ def cell(row: str, css_class: str) -> str:
     match = re.search(rf'<td class="[^"]*\b{css_class}\b[^"]*">(.*?)</td>', row, re.S)
     assert match, f"no cell .{css_class}"
     return re.sub(r"<[^>]+>", "", match.group(1)).strip()
-
-
-def add_requests(integration_id: int, *rows: dict[str, Any]) -> None:
-    """Insert request rows; each dict overrides the defaults (a minute ago, 200, 10 ms)."""
-    table = current_state().tables["requests"]
-    now = utcnow()
-    values = []
-    for row in rows:
-        created = row.pop("at", None) or now - timedelta(hours=row.pop("hours_ago", 0), minutes=1)
-        values.append(
-            {
-                "integration_id": integration_id,
-                "endpoint": "tickets",
-                "method": "GET",
-                "status_code": 200,
-                "duration_ms": 10,
-                "error": None,
-                "failure_class": None,
-                "cache_hits": 0,
-                "stale_hits": 0,
-                "created_at": created,
-                "updated_at": created,
-                **row,
-            }
-        )
-    db.session.execute(sa.insert(table), values)
-    db.session.commit()
-
-
-def failure(status: int | None, error: str, failure_class: str = "upstream", **row: Any) -> dict:
-    return {"status_code": status, "error": error, "failure_class": failure_class, **row}
-
-
-def seed_figures(integration_id: int) -> None:
-    """10 rows in the window (10..100 ms, 5 failed) and one 30 hours old: p50 55 ms, p95 95.5 ms."""
-    add_requests(
-        integration_id,
-        *({"duration_ms": ms} for ms in (10, 20, 30, 40, 50)),
-        failure(503, "HTTP 503", duration_ms=60),
-        failure(503, "HTTP 503", duration_ms=70),
-        failure(429, "HTTP 429", "throttle", duration_ms=80),
-        failure(None, "ConnectError: connection refused", duration_ms=90),
-        failure(404, "HTTP 404", "client", duration_ms=100),
-        failure(500, "HTTP 500", duration_ms=1000, hours_ago=30),
-    )
-
-
-def open_breaker(integration_id: int) -> None:
-    store, settings = current_state().store, current_state().setting("BREAKER")
-    for _ in range(settings["threshold"]):
-        breaker.after_attempt(
-            store,
-            integration_id,
-            "upstream",
-            settings,
-            breaker.before_attempt(store, integration_id, settings),
-        )
 
 
 def refreshed(model: type, row_id: int) -> Any:

@@ -1,7 +1,7 @@
 """The dashboard (SPEC 9) in headless Chromium, against a live server on loopback.
 
 The data is made through the package's own code paths: outbound calls to a real loopback
-upstream (tests/upstream.py), webhooks posted to the webhook route and processed by the embedded
+upstream (tests/helpers/upstream.py), webhooks posted to the webhook route and processed by the embedded
 runner, and sync runs whose handler fails one item; only the request history of the past day
 (for the hourly chart) is inserted directly, as the clock cannot be moved for real calls.
 Screenshots of every page go to `$INTEGRATIONS_TEST_ARTIFACTS/screenshots` (default
@@ -31,10 +31,11 @@ from flask_integrations import (
 )
 from flask_integrations.clock import utcnow
 from flask_integrations.testing import send_webhook
-from tests.browser_support import LiveServer, launch_chromium, require_browser, screenshot_dir
 from tests.conftest import reset_tables
-from tests.support import Loose, Tickets, db, make_app
-from tests.upstream import UpstreamServer
+from tests.helpers.app import Loose, Tickets, db, make_app
+from tests.helpers.browser import LiveServer, launch_chromium, require_browser, screenshot_dir
+from tests.helpers.rows import add_requests, failure
+from tests.helpers.upstream import UpstreamServer
 
 try:
     from playwright.sync_api import expect
@@ -137,30 +138,18 @@ def seed(app: Any, upstream: UpstreamServer) -> dict[str, int]:
         _fail_upstream(billing, upstream, 5)
 
         # the past day, for the hourly chart: two calls an hour, a failing one every sixth hour
-        requests = ext.state_for(app).tables["requests"]
         now = utcnow()
         history = []
         for hour in range(1, 24):
             for minute in (10, 40):
+                row = {
+                    "endpoint": "orders",
+                    "duration_ms": 80 + (hour * 37 + minute) % 300,
+                    "at": now - timedelta(hours=hour, minutes=minute),
+                }
                 failed = hour % 6 == 0 and minute == 40
-                stamp = now - timedelta(hours=hour, minutes=minute)
-                history.append(
-                    {
-                        "integration_id": shop.id,
-                        "endpoint": "orders",
-                        "method": "GET",
-                        "status_code": 502 if failed else 200,
-                        "error": "HTTP 502 Bad Gateway" if failed else None,
-                        "failure_class": "upstream" if failed else None,
-                        "duration_ms": 80 + (hour * 37 + minute) % 300,
-                        "cache_hits": 0,
-                        "stale_hits": 0,
-                        "created_at": stamp,
-                        "updated_at": stamp,
-                    }
-                )
-        with db.engine.begin() as connection:
-            connection.execute(sa.insert(requests), history)
+                history.append(failure(502, "HTTP 502 Bad Gateway", **row) if failed else row)
+        add_requests(shop.id, *history)
 
         client = app.test_client()
         headers = {"X-Shop-Signature": "valid", "X-Shop-Event": "order.paid"}
@@ -186,6 +175,7 @@ def seed(app: Any, upstream: UpstreamServer) -> dict[str, int]:
             ).all()
         )
         assert set(failed_items) == {shop.id, stark.id}, failed_items
+        requests = ext.state_for(app).tables["requests"]
         not_found = db.session.scalar(
             sa.select(requests.c.id).where(
                 requests.c.integration_id == shop.id, requests.c.status_code == 404
@@ -211,15 +201,8 @@ def seed(app: Any, upstream: UpstreamServer) -> dict[str, int]:
     return ids
 
 
-@pytest.fixture(scope="module")
-def upstream() -> Iterator[UpstreamServer]:
-    server = UpstreamServer().start()
-    yield server
-    server.stop()
-
-
 @pytest.fixture(scope="module", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def site(request: pytest.FixtureRequest, tmp_path_factory, upstream: UpstreamServer) -> Iterator[Site]:
+def site(request: pytest.FixtureRequest, tmp_path_factory, upstream_server: UpstreamServer) -> Iterator[Site]:
     require_browser()
     if request.param == "sqlite":
         url = f"sqlite:///{tmp_path_factory.mktemp('dashboard') / 'app.db'}"
@@ -232,7 +215,7 @@ def site(request: pytest.FixtureRequest, tmp_path_factory, upstream: UpstreamSer
         INTEGRATIONS_SYNC={"item_tries": 1},
     )
     app.extensions["integrations"].sync_handler("shop.order")(ingest_order)
-    ids = seed(app, upstream)
+    ids = seed(app, upstream_server)
     server = LiveServer(app).start()
     yield Site(backend=request.param, url=server.url, server=server, app=app, **ids)
     server.stop()

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 from flask_integrations import IntegrationHTTPError, IntegrationRequest, RetryableError
 from flask_integrations.testing import ResponseSequence, UnexpectedRequest
-from tests.support import db
+from tests.helpers.app import db
 
 
 @pytest.fixture

@@ -11,7 +11,8 @@ import sqlalchemy as sa
 from flask_integrations import Integration, signals
 from flask_integrations.clock import utcnow
 from tests.conftest import reset_tables
-from tests.support import db, make_app
+from tests.helpers.app import db, make_app
+from tests.helpers.processes import run_to_completion
 
 THRESHOLDS = {"degraded_after": 2, "failing_after": 4, "disabled_after": 6}
 
@@ -178,11 +179,7 @@ def test_concurrent_failures_are_counted_exactly(postgres_url):
         db.session.remove()
     ctx = multiprocessing.get_context("spawn")
     workers = [ctx.Process(target=_hammer, args=(postgres_url, integration_id, 25)) for _ in range(4)]
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join(60)
-        assert worker.exitcode == 0
+    run_to_completion(workers, 60)
     with app.app_context():
         assert stored(integration_id).consecutive_failures == 100
 

@@ -17,7 +17,7 @@ from flask_integrations import (
     ValidationError,
 )
 from flask_integrations.clock import utcnow
-from tests.support import db
+from tests.helpers.app import db
 
 
 class Account(db.Model):

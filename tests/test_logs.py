@@ -20,7 +20,8 @@ from flask_integrations.logs import (
     operation_context,
 )
 from tests.conftest import reset_tables
-from tests.support import db, make_app
+from tests.helpers.app import db, make_app
+from tests.helpers.processes import run_to_completion
 
 SECRET = "sk-live-123"
 
@@ -453,11 +454,7 @@ def _race_appends(postgres_url: str, batch: int) -> list[int]:
         db.session.remove()
     spawn = multiprocessing.get_context("spawn")
     workers = [spawn.Process(target=_append_worker, args=(postgres_url, log_id, w, batch)) for w in range(4)]
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join(120)
-        assert worker.exitcode == 0
+    run_to_completion(workers, 120)
     with app.app_context():
         return stored(log_id).metadata["request_ids"]
 

@@ -13,7 +13,8 @@ from flask_integrations import IntegrationMapping, MappingAlreadyClaimed, Valida
 from flask_integrations.clock import utcnow
 from flask_integrations.mappings import claims
 from tests.conftest import reset_tables
-from tests.support import db, make_app
+from tests.helpers.app import db, make_app
+from tests.helpers.processes import run_to_completion
 
 
 class Customer(db.Model):
@@ -326,14 +327,6 @@ def _map_worker(database_url: str, integration_id: int, customer_id: int, barrie
         db.session.remove()
 
 
-def _run(workers) -> None:
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join(120)
-        assert worker.exitcode == 0
-
-
 @pytest.mark.slow
 @pytest.mark.postgres
 def test_ten_concurrent_upserts_leave_one_object_and_one_mapping(postgres_url):
@@ -344,11 +337,12 @@ def test_ten_concurrent_upserts_leave_one_object_and_one_mapping(postgres_url):
         db.session.remove()
     spawn = multiprocessing.get_context("spawn")
     barrier, results = spawn.Barrier(10), spawn.Queue()
-    _run(
+    run_to_completion(
         [
             spawn.Process(target=_upsert_worker, args=(postgres_url, integration_id, barrier, n, results))
             for n in range(10)
-        ]
+        ],
+        120,
     )
     returned = {results.get(timeout=10) for _ in range(10)}
     with app.app_context():
@@ -372,11 +366,12 @@ def test_concurrent_claims_of_one_id_by_different_objects_have_one_winner(postgr
         db.session.remove()
     spawn = multiprocessing.get_context("spawn")
     barrier, results = spawn.Barrier(6), spawn.Queue()
-    _run(
+    run_to_completion(
         [
             spawn.Process(target=_map_worker, args=(postgres_url, integration_id, cid, barrier, results))
             for cid in customer_ids
-        ]
+        ],
+        120,
     )
     outcomes = sorted(results.get(timeout=10) for _ in range(6))
     assert outcomes == ["claimed"] * 5 + ["mapped"]

@@ -1,6 +1,6 @@
 """OAuth2: the authorize/callback/revoke routes, token refresh and its lock, the 401 retry.
 
-Everything runs against `tests.oauth_support.AuthServer`, a real HTTP server on
+Everything runs against `tests.helpers.oauth.AuthServer`, a real HTTP server on
 127.0.0.1 that checks PKCE, rotates refresh tokens and counts refreshes.
 """
 
@@ -22,23 +22,16 @@ from flask_integrations import Integration, IntegrationRequest, IntegrationsErro
 from flask_integrations.clock import utcnow
 from flask_integrations.oauth import flow, locks, tokens
 from tests.conftest import reset_tables
-from tests.oauth_support import CLIENT_ID, CLIENT_SECRET, PROVIDERS, AuthServer, s256
-from tests.support import db, make_app
+from tests.helpers.app import db, make_app
+from tests.helpers.oauth import CLIENT_ID, CLIENT_SECRET, PROVIDERS, s256
 
 PREFIX = "/integrations"
 
 
-@pytest.fixture(scope="module")
-def server():
-    auth = AuthServer().start()
-    yield auth
-    auth.stop()
-
-
 @pytest.fixture
-def auth(server):
-    server.reset()
-    return server
+def auth(auth_server):
+    auth_server.reset()
+    return auth_server
 
 
 @pytest.fixture
@@ -310,7 +303,7 @@ def test_failed_exchange_is_502_stores_nothing_and_shows_no_secret(app, auth, in
 
 
 def test_exchange_answer_without_access_token_is_502(app, auth, integration_id, monkeypatch):
-    from tests.oauth_support import Connect
+    from tests.helpers.oauth import Connect
 
     monkeypatch.setattr(Connect, "exchange_code", lambda self, *args: {"token_type": "Bearer"})
     response = connect(app.test_client(), integration_id)
@@ -419,7 +412,7 @@ def test_revoke_ignores_an_unsafe_next(app, auth, integration_id, target):
 
 
 def test_revoke_failing_upstream_is_502_and_keeps_tokens(app, auth, integration_id, monkeypatch):
-    from tests.oauth_support import Connect
+    from tests.helpers.oauth import Connect
 
     client = app.test_client()
     connect(client, integration_id)
@@ -701,7 +694,7 @@ def test_401_after_another_process_refreshed_retries_without_refreshing(app, aut
 
 
 def test_prepare_request_may_override_the_bearer(app, auth, monkeypatch):
-    from tests.oauth_support import Connect
+    from tests.helpers.oauth import Connect
 
     integration_id = with_tokens(app, auth, 3600)
     monkeypatch.setattr(

@@ -29,23 +29,16 @@ from flask_integrations import (
 )
 from flask_integrations.pipeline.context import RequestContext
 from tests.conftest import reset_tables
-from tests.support import db, make_app, run_docs_example
-from tests.upstream import UpstreamServer
+from tests.helpers.app import db, make_app, run_docs_example
+from tests.helpers.processes import run_to_completion
 
 FAST_RETRIES = {"INTEGRATIONS_RETRY_AFTER_MAX": 0.01}
 
 
-@pytest.fixture(scope="module")
-def server():
-    upstream = UpstreamServer().start()
-    yield upstream
-    upstream.stop()
-
-
 @pytest.fixture
-def upstream(server):
-    server.reset()
-    return server
+def upstream(upstream_server):
+    upstream_server.reset()
+    return upstream_server
 
 
 @dataclasses.dataclass
@@ -483,11 +476,7 @@ def test_eight_processes_racing_one_key_run_it_once(postgres_url, upstream):
         spawn.Process(target=_race, args=(postgres_url, upstream.url, integration_id, results))
         for _ in range(8)
     ]
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join(90)
-        assert worker.exitcode == 0
+    run_to_completion(workers, 90)
     outcomes = sorted(results.get(timeout=5) for _ in workers)
     assert outcomes == ["conflict"] * 7 + ["ran"]
     assert upstream.hits("/json") == 1

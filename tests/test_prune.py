@@ -18,7 +18,7 @@ from flask_integrations.clock import utcnow
 from flask_integrations.prune import PRUNED_TABLES, TerminalProgress, prune
 from flask_integrations.state import current_state
 from tests.conftest import reset_tables
-from tests.support import db, make_app
+from tests.helpers.app import db, make_app
 
 NOW = datetime(2026, 6, 1, 12, 0, 0, tzinfo=UTC)
 SECOND = timedelta(seconds=1)
@@ -321,7 +321,7 @@ import json, sys
 from datetime import datetime
 from pathlib import Path
 from flask_integrations.prune import prune
-from tests.support import make_app
+from tests.helpers.app import make_app
 
 app = make_app(sys.argv[1], INTEGRATIONS_PRUNING={"chunk_size": int(sys.argv[3])})
 deleted = prune(app, now=datetime.fromisoformat(sys.argv[2]), tables=["requests"])

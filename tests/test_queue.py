@@ -11,7 +11,7 @@ from flask import current_app, g
 from flask_integrations import queue
 from flask_integrations.state import current_state
 from flask_integrations.testing import run_queued_jobs
-from tests.support import db
+from tests.helpers.app import db
 
 CALLS: list[tuple] = []
 

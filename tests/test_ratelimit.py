@@ -14,7 +14,7 @@ from flask_integrations.errors import RateLimitExceeded
 from flask_integrations.pipeline import ratelimit
 from flask_integrations.state.redis_store import RedisStore
 from flask_integrations.state.store import Store
-from tests.support import FakeClock
+from tests.helpers.app import FakeClock
 
 ID = 3
 

@@ -14,12 +14,7 @@ from flask_integrations import (
     RetryableError,
 )
 from flask_integrations.pipeline.retry import THROTTLE_DELAY, default_attempts, retry_delay
-
-REQUEST = httpx.Request("GET", "http://127.0.0.1/x")
-
-
-def response(status: int, headers: dict[str, str] | None = None) -> httpx.Response:
-    return httpx.Response(status, headers=headers, request=REQUEST)
+from tests.helpers.responses import REQUEST, response
 
 
 class Plain(Provider):

@@ -16,7 +16,7 @@ from flask_integrations.pipeline import breaker, cache, ratelimit
 from flask_integrations.state.memory_store import MemoryStore
 from flask_integrations.state.redis_store import RedisStore, safe_url
 from flask_integrations.state.store import Store
-from tests.support import FakeClock, make_app
+from tests.helpers.app import FakeClock, make_app
 
 DEAD_REDIS = "redis://127.0.0.1:1/0"
 BREAKER = {"enabled": True, "threshold": 1, "cooldown": 60}
@@ -271,11 +271,11 @@ def test_redis_clients_are_imported_at_init_app_in_redis_mode_only(redis_url, im
     import subprocess
     import sys
 
-    from tests.support import ROOT
+    from tests.helpers.app import ROOT
 
     script = (
         "import sys\n"
-        "from tests.support import make_app\n"
+        "from tests.helpers.app import make_app\n"
         f"make_app('sqlite://', INTEGRATIONS_REDIS_URL={redis_url!r})\n"
         "print('redis' in sys.modules, 'rq' in sys.modules)\n"
     )

@@ -20,19 +20,19 @@ from flask_integrations.sync import finalise, jobs, schedule
 from flask_integrations.sync import items as sync_items
 from flask_integrations.sync.runs import start_run
 from flask_integrations.testing import run_queued_jobs
-from tests import sync_support
-from tests.support import db, make_app, run_docs_example
-from tests.sync_support import Feed, record
+from tests.helpers import sync
+from tests.helpers.app import db, make_app, run_docs_example
+from tests.helpers.sync import Feed, record
 
 
 @pytest.fixture(autouse=True)
 def _reset_feed():
-    sync_support.ITEMS["count"] = 20
-    sync_support.FAILING.clear()
-    sync_support.BROKEN["enumeration"] = False
+    sync.ITEMS["count"] = 20
+    sync.FAILING.clear()
+    sync.BROKEN["enumeration"] = False
     yield
-    sync_support.FAILING.clear()
-    sync_support.BROKEN["enumeration"] = False
+    sync.FAILING.clear()
+    sync.BROKEN["enumeration"] = False
 
 
 def _create_seen_table() -> None:
@@ -117,7 +117,7 @@ def test_a_run_processes_every_item_and_moves_the_cursor(feed):
 
 def test_the_next_run_starts_from_the_cursor(feed):
     feed.sync_now()
-    sync_support.ITEMS["count"] = 5
+    sync.ITEMS["count"] = 5
     feed.sync_now()
     assert seen() == list(range(1, 26))
     assert refreshed(feed).sync_cursor == 25
@@ -132,7 +132,7 @@ def test_an_item_dispatch_records_event_external_id_checkpoint_and_log(feed):
 
 
 def test_a_failing_item_is_retried_alone_and_holds_the_cursor(feed, sync_app):
-    sync_support.FAILING["e3"] = 1
+    sync.FAILING["e3"] = 1
     feed.sync_now()
     assert seen() == [n for n in range(1, 21) if n != 3]
     (waiting,) = items("pending")
@@ -150,7 +150,7 @@ def test_a_failing_item_is_retried_alone_and_holds_the_cursor(feed, sync_app):
 
 
 def test_an_item_failing_every_try_fails_the_run_partially(feed, sync_app):
-    sync_support.FAILING["e3"] = 99
+    sync.FAILING["e3"] = 99
     failures = []
     state = sync_app.extensions["integrations"].state_for(sync_app)
     with signals.sync_item_failed.connected_to(lambda app, **kw: failures.append(kw["error"])):
@@ -169,7 +169,7 @@ def test_an_item_failing_every_try_fails_the_run_partially(feed, sync_app):
 
 
 def test_skipping_the_failed_item_lets_the_cursor_catch_up(feed, sync_app):
-    sync_support.FAILING["e3"] = 99
+    sync.FAILING["e3"] = 99
     sync_app.config["INTEGRATIONS_SYNC"]["item_tries"] = 1
     feed.sync_now()
     (failed,) = items("failed")
@@ -183,7 +183,7 @@ def test_skipping_the_failed_item_lets_the_cursor_catch_up(feed, sync_app):
 
 
 def test_retrying_the_failed_item_lets_the_cursor_catch_up(feed, sync_app):
-    sync_support.FAILING["e3"] = 1
+    sync.FAILING["e3"] = 1
     sync_app.config["INTEGRATIONS_SYNC"]["item_tries"] = 1
     feed.sync_now()
     assert runs(feed.id)[0].status == "partial"
@@ -198,7 +198,7 @@ def test_retrying_the_failed_item_lets_the_cursor_catch_up(feed, sync_app):
 
 def test_an_enumeration_that_raises_fails_the_run_and_keeps_the_cursor(feed):
     feed.sync_now()
-    sync_support.BROKEN["enumeration"] = True
+    sync.BROKEN["enumeration"] = True
     feed.sync_now()
     first, second = runs(feed.id)
     assert first.status == "success"
@@ -259,7 +259,7 @@ def test_the_cursor_never_moves_backward(feed, sync_app):
 
 
 def test_a_sweep_resets_items_a_dead_worker_left_processing(feed, sync_app):
-    sync_support.FAILING["e1"] = 1
+    sync.FAILING["e1"] = 1
     sync_app.config["INTEGRATIONS_SYNC"]["item_tries"] = 5
     feed.sync_now()
     items_table = sync_app.extensions["integrations"].state_for(sync_app).tables["sync_items"]
@@ -322,7 +322,7 @@ def test_sync_of_one_integration_and_of_an_unknown_id(feed, sync_app):
 
 
 def test_list_failed_items_is_an_aligned_table(feed, sync_app):
-    sync_support.FAILING.update({"e3": 99, "e12": 99})
+    sync.FAILING.update({"e3": 99, "e12": 99})
     sync_app.config["INTEGRATIONS_SYNC"]["item_tries"] = 1
     feed.sync_now()
     runner = sync_app.test_cli_runner()
@@ -378,7 +378,7 @@ def _env(database_url: str, redis_url: str | None = None, **extra: str) -> dict[
     env = {
         **os.environ,
         "PYTHONPATH": str(ROOT),
-        "FLASK_APP": "tests.sync_app:create_app",
+        "FLASK_APP": "tests.helpers.sync_app:create_app",
         "SYNC_TEST_DATABASE_URL": database_url,
         "SYNC_TEST_REDIS_URL": redis_url or "",
         **extra,
@@ -409,7 +409,7 @@ def _wait(process: subprocess.Popen, timeout: float = 90) -> tuple[str, str]:
 @pytest.fixture
 def pg_app(postgres_url):
     from tests.conftest import reset_tables
-    from tests.sync_app import create_app
+    from tests.helpers.sync_app import create_app
 
     os.environ["SYNC_TEST_DATABASE_URL"] = postgres_url
     try:
@@ -465,7 +465,7 @@ def test_rq_workers_finalise_a_large_run_once(postgres_url, redis_url, tmp_path)
     import redis
 
     from tests.conftest import reset_tables
-    from tests.sync_app import create_app
+    from tests.helpers.sync_app import create_app
 
     redis.Redis.from_url(redis_url).flushdb()
     env = _env(postgres_url, redis_url, SYNC_TEST_ITEMS=str(LARGE_RUN), SYNC_TEST_PER_JOB="25")
@@ -477,7 +477,7 @@ def test_rq_workers_finalise_a_large_run_once(postgres_url, redis_url, tmp_path)
     finally:
         for key in ("SYNC_TEST_DATABASE_URL", "SYNC_TEST_REDIS_URL", "SYNC_TEST_PER_JOB"):
             os.environ.pop(key, None)
-    sync_support.ITEMS["count"] = LARGE_RUN
+    sync.ITEMS["count"] = LARGE_RUN
     started = time.monotonic()
     try:
         with app.app_context():
@@ -532,7 +532,7 @@ def test_a_sigkilled_worker_loses_no_item(postgres_url, redis_url):
     import redis
 
     from tests.conftest import reset_tables
-    from tests.sync_app import create_app
+    from tests.helpers.sync_app import create_app
 
     redis.Redis.from_url(redis_url).flushdb()
     os.environ.update({"SYNC_TEST_DATABASE_URL": postgres_url, "SYNC_TEST_REDIS_URL": redis_url})
@@ -598,7 +598,7 @@ def test_the_cron_job_starts_due_runs(feed, sync_app):
 
 def test_requests_made_while_enumerating_join_the_run_log(app_factory):
     from flask_integrations import IntegrationRequest
-    from tests.sync_support import CallingFeed
+    from tests.helpers.sync import CallingFeed
 
     app = app_factory(INTEGRATIONS_PROVIDERS={"feed": CallingFeed})
     app.extensions["integrations"].sync_handler("feed.entry")(lambda integration, payload: None)

@@ -34,7 +34,7 @@ from flask_integrations.state import current_state
 from flask_integrations.testing import run_queued_jobs, send_webhook
 from flask_integrations.webhooks import dedup_key, filter_headers
 from flask_integrations.webhooks.jobs import process_webhook
-from tests.support import Loose, Tickets, db
+from tests.helpers.app import Loose, Tickets, db
 
 ROOT = Path(__file__).resolve().parent.parent
 handled: list[tuple[str, Any, Any]] = []
@@ -363,7 +363,7 @@ def test_a_verifier_that_raises_is_401(client, ctx, caplog):
 def test_an_unreachable_database_is_503_not_400(tmp_path, path, headers):
     # found by the fault suite: with PostgreSQL restarting, looking up the integration raised
     # OperationalError and the catch-all answered 400, which a provider takes as "do not retry"
-    from tests.support import make_app
+    from tests.helpers.app import make_app
 
     app = make_app(f"sqlite:///{tmp_path / 'missing-dir' / 'app.db'}", INTEGRATIONS_PROVIDERS=PROVIDERS)
     response = post(app.test_client(), path, json={"a": 1}, headers=headers)
@@ -703,7 +703,7 @@ def redis_app(app_factory, redis_url, tmp_path):
 
 
 def _worker_env(app, redis_url, tmp_path) -> dict[str, str]:
-    from tests.support import KEY
+    from tests.helpers.app import KEY
 
     return {
         **os.environ,
@@ -845,7 +845,7 @@ def test_redis_down_during_receipt_still_acknowledges_then_recovery_enqueues(
 
 
 def _deliver_concurrently(database_url: str, count: int, barrier: Any, results: Any) -> None:
-    from tests.support import make_app
+    from tests.helpers.app import make_app
 
     app = make_app(database_url, INTEGRATIONS_PROVIDERS=PROVIDERS)
     statuses: list[int] = []

@@ -14,19 +14,12 @@ from flask_integrations import IntegrationRequest, Provider, signals
 from flask_integrations.clock import utcnow
 from flask_integrations.pipeline import writer as writer_module
 from flask_integrations.state import current_state
-from tests.support import db
-from tests.upstream import UpstreamServer
+from tests.helpers.app import db
+from tests.helpers.processes import run_to_completion
 
 
 class Api(Provider):
     pass
-
-
-@pytest.fixture(scope="module")
-def server():
-    upstream = UpstreamServer().start()
-    yield upstream
-    upstream.stop()
 
 
 @pytest.fixture
@@ -61,49 +54,49 @@ def committed_rows(integration_id: int) -> int:
         engine.dispose()
 
 
-def test_the_call_returns_before_its_row_is_written(api, server, slow_writer):
+def test_the_call_returns_before_its_row_is_written(api, upstream_server, slow_writer):
     started = time.perf_counter()
-    api.at("ping").get(server.url + "/json")
+    api.at("ping").get(upstream_server.url + "/json")
     assert time.perf_counter() - started < 0.25
     assert committed_rows(api.id) == 0
     writer_module.wait_for_all_rows()
     assert committed_rows(api.id) == 1
 
 
-def test_a_query_of_the_same_thread_reads_the_row(api, server, slow_writer):
-    api.at("ping").get(server.url + "/json")
+def test_a_query_of_the_same_thread_reads_the_row(api, upstream_server, slow_writer):
+    api.at("ping").get(upstream_server.url + "/json")
     count = db.session.scalar(sa.select(sa.func.count()).select_from(IntegrationRequest))
     assert count == 1
 
 
-def test_the_id_given_to_the_caller_is_the_stored_id(api, server):
+def test_the_id_given_to_the_caller_is_the_stored_id(api, upstream_server):
     ids = []
     with signals.request_completed.connected_to(lambda sender, request_id, **_: ids.append(request_id)):
-        api.at("ping").get(server.url + "/json")
-        api.at("ping").get(server.url + "/json")
+        api.at("ping").get(upstream_server.url + "/json")
+        api.at("ping").get(upstream_server.url + "/json")
     writer_module.wait_for_all_rows()
     assert db.session.scalars(sa.select(IntegrationRequest.id).order_by(IntegrationRequest.id)).all() == ids
 
 
-def test_the_end_of_the_app_context_waits_for_its_rows(app, server, slow_writer):
+def test_the_end_of_the_app_context_waits_for_its_rows(app, upstream_server, slow_writer):
     with app.app_context():
         ext = app.extensions["integrations"]
         ext.register("api", Api)
         integration = ext.create("api", "API", {})
         integration_id = integration.id
-        integration.at("ping").get(server.url + "/json")
+        integration.at("ping").get(upstream_server.url + "/json")
         db.session.remove()
     assert committed_rows(integration_id) == 1
 
 
-def test_signal_receivers_see_the_committed_row(api, server, slow_writer):
+def test_signal_receivers_see_the_committed_row(api, upstream_server, slow_writer):
     seen = []
 
     def receiver(sender, request_id, **_):
         seen.append((request_id, committed_rows(api.id)))
 
     with signals.request_completed.connected_to(receiver):
-        api.at("ping").get(server.url + "/json")
+        api.at("ping").get(upstream_server.url + "/json")
     assert seen and seen[0][1] == 1
 
 
@@ -124,26 +117,28 @@ def body_threads(monkeypatch) -> list[str]:
     return threads
 
 
-def test_the_response_body_is_redacted_in_the_writer_thread(api, server, body_threads):
-    api.at("ping").get(server.url + "/json")
+def test_the_response_body_is_redacted_in_the_writer_thread(api, upstream_server, body_threads):
+    api.at("ping").get(upstream_server.url + "/json")
     writer_module.wait_for_all_rows()
     assert body_threads == ["flask-integrations-rows"]  # the call did not wait for it
 
 
 def test_a_response_body_over_the_stored_maximum_is_cut_before_it_is_queued(
-    app_factory, server, body_threads
+    app_factory, upstream_server, body_threads
 ):
     app = app_factory(INTEGRATIONS_LOG_BODY_MAX_BYTES=10)
     with app.app_context():
         ext = app.extensions["integrations"]
         ext.register("api", Api)
-        ext.create("api", "API", {}).at("ping").get(server.url + "/json")
+        ext.create("api", "API", {}).at("ping").get(upstream_server.url + "/json")
         assert body_threads == [threading.current_thread().name]  # queued rows stay small
         db.session.remove()
 
 
-def test_the_stored_response_is_the_one_received_though_the_caller_changes_it(api, server, slow_writer):
-    value = api.at("ping").get(server.url + "/json")
+def test_the_stored_response_is_the_one_received_though_the_caller_changes_it(
+    api, upstream_server, slow_writer
+):
+    value = api.at("ping").get(upstream_server.url + "/json")
     value["path"] = "changed by the caller"
     stored = db.session.scalars(sa.select(IntegrationRequest.response_data)).one()
     assert json.loads(stored)["path"] == "/json"
@@ -204,7 +199,7 @@ def _begin_on_first_statement(engine: sa.Engine) -> None:
 
 
 @sqlite_only
-def test_a_call_inside_a_read_then_write_transaction_does_not_break_it(api, server):
+def test_a_call_inside_a_read_then_write_transaction_does_not_break_it(api, upstream_server):
     """A row committed between the transaction's read and its write would make the write fail
     (SQLITE_BUSY_SNAPSHOT); the call's row waits for the transaction instead."""
     from flask_integrations import Integration
@@ -213,7 +208,7 @@ def test_a_call_inside_a_read_then_write_transaction_does_not_break_it(api, serv
     writer = writer_module.writer_for(current_state())
     queued = writer.queued
     integration = db.session.get(Integration, api.id)  # the transaction's snapshot starts here
-    integration.at("ping").get(server.url + "/json")
+    integration.at("ping").get(upstream_server.url + "/json")
     assert writer.queued == queued  # the row waits for the transaction, not for the writer
     writer_module.wait_for_all_rows()  # a queued row would be committed now, under the snapshot
     integration.name = "renamed"
@@ -223,28 +218,25 @@ def test_a_call_inside_a_read_then_write_transaction_does_not_break_it(api, serv
 
 
 @sqlite_only
-def test_two_processes_reserve_ids_that_never_collide(app, api, server):
+def test_two_processes_reserve_ids_that_never_collide(app, api, upstream_server):
     import multiprocessing
 
     db.session.commit()
     context = multiprocessing.get_context("spawn")
     url = app.config["SQLALCHEMY_DATABASE_URI"]
     processes = [
-        context.Process(target=_make_calls, args=(url, api.id, server.url + "/json", 150)) for _ in range(2)
+        context.Process(target=_make_calls, args=(url, api.id, upstream_server.url + "/json", 150))
+        for _ in range(2)
     ]
-    for process in processes:
-        process.start()
-    for process in processes:
-        process.join(60)
-        assert process.exitcode == 0
-    api.at("ping").get(server.url + "/json")  # and this process, after both
+    run_to_completion(processes, 60)
+    api.at("ping").get(upstream_server.url + "/json")  # and this process, after both
     stored = db.session.scalars(sa.select(IntegrationRequest.id)).all()
     assert len(stored) == len(set(stored)) == 301
 
 
 def _make_calls(database_url: str, integration_id: int, url: str, calls: int) -> None:
     from flask_integrations import Integration
-    from tests.support import make_app
+    from tests.helpers.app import make_app
 
     app = make_app(database_url)
     with app.app_context():
@@ -255,7 +247,7 @@ def _make_calls(database_url: str, integration_id: int, url: str, calls: int) ->
 
 
 @sqlite_only
-def test_a_requests_table_without_autoincrement_gets_its_rows_in_line(api, server, slow_writer):
+def test_a_requests_table_without_autoincrement_gets_its_rows_in_line(api, upstream_server, slow_writer):
     """A table made before the requests table was AUTOINCREMENT cannot reserve ids safely."""
     table = IntegrationRequest.__table__
     with db.engine.begin() as connection:
@@ -264,12 +256,14 @@ def test_a_requests_table_without_autoincrement_gets_its_rows_in_line(api, serve
         connection.execute(sa.text(ddl.replace("AUTOINCREMENT", "")))
     state = current_state()
     assert writer_module.writer_for(state) is None
-    api.at("ping").get(server.url + "/json")
+    api.at("ping").get(upstream_server.url + "/json")
     assert committed_rows(api.id) == 1  # written before the call returned, not by the slow writer
 
 
 @sqlite_only
-def test_a_batch_that_finds_the_database_locked_is_written_once_it_is_free(app_factory, server, caplog):
+def test_a_batch_that_finds_the_database_locked_is_written_once_it_is_free(
+    app_factory, upstream_server, caplog
+):
     import sqlite3
 
     app = app_factory(SQLALCHEMY_ENGINE_OPTIONS={"connect_args": {"timeout": 0.05}})
@@ -277,14 +271,14 @@ def test_a_batch_that_finds_the_database_locked_is_written_once_it_is_free(app_f
         ext = app.extensions["integrations"]
         ext.register("api", Api)
         api = ext.create("api", "API", {})
-        api.at("ping").get(server.url + "/json")  # reserves this process's ids
+        api.at("ping").get(upstream_server.url + "/json")  # reserves this process's ids
         writer_module.wait_for_all_rows()
         holder = sqlite3.connect(db.engine.url.database, isolation_level=None, check_same_thread=False)
         holder.execute("BEGIN IMMEDIATE")  # another process's long write
         release = threading.Timer(0.6, lambda: holder.execute("COMMIT"))
         release.start()
         with caplog.at_level(logging.ERROR, logger="flask_integrations"):
-            api.at("ping").get(server.url + "/json")
+            api.at("ping").get(upstream_server.url + "/json")
             assert writer_module.wait_for_all_rows() is None
         release.join()
         holder.close()

@@ -44,8 +44,8 @@ from flask_integrations import (
 )
 from flask_integrations.state import current_state
 from tests.conftest import reset_tables
-from tests.oauth_support import CLIENT_ID, CLIENT_SECRET, AuthServer, Connect
-from tests.support import KEY, Loose, Tickets, db, make_app
+from tests.helpers.app import KEY, Loose, Tickets, db, make_app
+from tests.helpers.oauth import CLIENT_ID, CLIENT_SECRET, Connect
 
 ROOT = Path(__file__).resolve().parents[2]
 FIGURES: dict[str, Any] = {"hypothesis_examples": {}, "paths": {}}
@@ -116,13 +116,6 @@ def count(name: str, n: int = 1) -> None:
 
 def example(name: str) -> None:
     FIGURES["hypothesis_examples"][name] = FIGURES["hypothesis_examples"].get(name, 0) + 1
-
-
-@pytest.fixture(scope="module")
-def auth_server():
-    server = AuthServer().start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture
@@ -820,7 +813,7 @@ def test_atheris_coverage_guided_fuzz_of_webhook_and_callback(tmp_path):
         [
             sys.executable,
             "-m",
-            "tests.reliability.fuzz_webhooks",
+            "tests.helpers.fuzz_webhooks",
             f"-max_total_time={seconds}",
             "-print_final_stats=1",
             "-rss_limit_mb=1536",

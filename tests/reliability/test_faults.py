@@ -1,10 +1,10 @@
 """Faults (issue 9): servers restarted, workers killed and an upstream flapping, with real processes.
 
-Every scenario runs against a private PostgreSQL and a private Redis (servers.py)
+Every scenario runs against a private PostgreSQL and a private Redis (tests/helpers/private_servers.py)
 that it restarts at will; the shared servers are never touched. The app runs in
 `flask integrations worker` processes (RQ), webhooks come in through gunicorn,
 outbound calls go from separate processes to the loopback server of
-tests/upstream.py. Afterwards each test checks the end state the guarantees
+tests/helpers/upstream.py. Afterwards each test checks the end state the guarantees
 promise (SPEC, top: nothing acknowledged is lost; each webhook and sync item
 reaches its terminal status exactly once; handlers run at least once) and records
 its figures in <figures_dir>/faults.json for RELIABILITY.md.
@@ -39,10 +39,11 @@ import psycopg
 import pytest
 import sqlalchemy as sa
 
-from tests.reliability import fault_support
-from tests.reliability.servers import PrivatePostgres, PrivateRedis, free_port, require_binaries
-from tests.support import KEY, db
-from tests.upstream import UpstreamServer
+from tests.helpers import faults
+from tests.helpers.app import KEY, db
+from tests.helpers.private_servers import PrivatePostgres, PrivateRedis, require_binaries
+from tests.helpers.servers import free_port
+from tests.helpers.upstream import UpstreamServer
 
 ROOT = Path(__file__).resolve().parents[2]
 FIGURES_FILE = "faults.json"
@@ -184,7 +185,7 @@ def child_env(database_url: str, redis_url: str | None, **extra: str) -> dict[st
     env = {
         **os.environ,
         "PYTHONPATH": str(ROOT),
-        "FLASK_APP": "tests.reliability.fault_support:create_app",
+        "FLASK_APP": "tests.helpers.faults:create_app",
         "FAULT_DATABASE_URL": database_url,
         "FAULT_REDIS_URL": redis_url or "",
         "INTEGRATIONS_TEST_KEY": KEY,
@@ -228,12 +229,12 @@ def flask_cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
 
 def parent_app(database_url: str, redis_url: str | None) -> Any:
     """The test process's own app (checks, set-up); pre-ping so it rides out the restarts."""
-    app = fault_support.create_app(
+    app = faults.create_app(
         database_url,
         INTEGRATIONS_REDIS_URL=redis_url,
         SQLALCHEMY_ENGINE_OPTIONS={"pool_pre_ping": True},
     )
-    fault_support.create_tables(app)
+    faults.create_tables(app)
     return app
 
 
@@ -418,7 +419,7 @@ def deliver(client: httpx.Client, url: str, n: int) -> tuple[int | None, str]:
         "Content-Type": "application/json",
         "X-Event": "order.paid",
         "X-Delivery": f"d-{n}",
-        "X-Signature": fault_support.sign(body),
+        "X-Signature": faults.sign(body),
     }
     try:
         response = client.post(url, content=body, headers=headers)
@@ -432,9 +433,7 @@ def test_postgres_restarted_during_webhook_intake(pg, rds, procs, figures_dir, t
     url = pg.create_database(database)
     app = parent_app(url, rds.url)
     with app.app_context():
-        hooks = app.extensions["integrations"].create(
-            "hooks", "Shop", {"signing_secret": fault_support.SECRET}
-        )
+        hooks = app.extensions["integrations"].create("hooks", "Shop", {"signing_secret": faults.SECRET})
         hooks_id = hooks.id
         db.session.remove()
     env = child_env(url, rds.url)
@@ -450,7 +449,7 @@ def test_postgres_restarted_during_webhook_intake(pg, rds, procs, figures_dir, t
             f"127.0.0.1:{port}",
             "--timeout",
             "30",
-            "tests.reliability.fault_support:create_app()",
+            "tests.helpers.faults:create_app()",
         ],
         env,
         "gunicorn",
@@ -651,7 +650,7 @@ def run_callers(
     warmup = url.rsplit("/", 1)[0] + "/json"
     callers = [
         spawn.Process(
-            target=fault_support.call_loop,
+            target=faults.call_loop,
             args=(
                 integration_id,
                 endpoint,
@@ -758,7 +757,7 @@ def test_redis_restarted_during_request_pipelines_and_a_sync_run(
         [
             sys.executable,
             "-c",
-            "from tests.reliability.fault_support import create_app\n"
+            "from tests.helpers.faults import create_app\n"
             "from flask_integrations import RateLimitExceeded\n"
             "app = create_app()\n"
             "with app.app_context():\n"

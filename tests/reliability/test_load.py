@@ -1,6 +1,6 @@
 """Load: mixed traffic at a fixed rate against a real deployment on loopback.
 
-gunicorn (2 gthread workers) serves tests/reliability/load_app.py in Redis mode on
+gunicorn (2 gthread workers) serves tests/helpers/load_app.py in Redis mode on
 PostgreSQL; two `flask integrations worker` processes (one forking per job, the
 default, and one ``--simple``) process webhooks and sync items; a loopback
 upstream process answers the outbound calls. The generator in this process
@@ -29,8 +29,10 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from tests.reliability import load_support as ls
-from tests.reliability.load_app import SEEN_TABLES, create_app
+from tests.helpers import load as ls
+from tests.helpers.app import ROOT
+from tests.helpers.load_app import SEEN_TABLES, create_app
+from tests.helpers.servers import free_port
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
 
@@ -54,7 +56,7 @@ def deployment(postgres_url, redis_url, tmp_path, monkeypatch):
     import redis
 
     from tests.conftest import reset_tables
-    from tests.support import db
+    from tests.helpers.app import db
 
     queue, prefix = f"load-{uuid.uuid4().hex[:10]}", f"load-{uuid.uuid4().hex[:8]}:"
     processes = []
@@ -62,7 +64,7 @@ def deployment(postgres_url, redis_url, tmp_path, monkeypatch):
     logs.mkdir()
     env = {
         **os.environ,
-        "PYTHONPATH": str(ls.ROOT),
+        "PYTHONPATH": str(ROOT),
         "LOAD_DATABASE_URL": postgres_url,
         "LOAD_REDIS_URL": redis_url,
         "LOAD_REDIS_PREFIX": prefix,
@@ -71,7 +73,7 @@ def deployment(postgres_url, redis_url, tmp_path, monkeypatch):
     }
     try:
         upstream = ls.start(
-            [ls.python(), "-m", "tests.reliability.load_app", "upstream"],
+            [ls.python(), "-m", "tests.helpers.load_app", "upstream"],
             env,
             logs / "upstream.log",
             stdout=subprocess.PIPE,
@@ -99,13 +101,13 @@ def deployment(postgres_url, redis_url, tmp_path, monkeypatch):
             }
             db.session.remove()
 
-        port = ls.free_port()
+        port = free_port()
         gunicorn = ls.start(
             [
                 ls.python(),
                 "-m",
                 "gunicorn",
-                "tests.reliability.load_app:create_app()",
+                "tests.helpers.load_app:create_app()",
                 "--bind",
                 f"127.0.0.1:{port}",
                 "--workers",
@@ -131,7 +133,7 @@ def deployment(postgres_url, redis_url, tmp_path, monkeypatch):
             "-m",
             "flask",
             "--app",
-            "tests.reliability.load_app:create_app",
+            "tests.helpers.load_app:create_app",
             "integrations",
             "worker",
         ]
@@ -205,7 +207,7 @@ def _tail(path: Path, lines: int = 30) -> str:
 
 def _lag_ms(interval: sa.ColumnElement, *where: sa.ColumnElement) -> dict[str, float | None]:
     """p50/p99/max of a timestamp difference over the rows matching `where` (PostgreSQL), in ms."""
-    from tests.support import db
+    from tests.helpers.app import db
 
     seconds = sa.extract("epoch", interval)
     row = db.session.execute(
@@ -233,7 +235,7 @@ def _hits_not_yet_written(redis_url: str, prefix: str) -> int:
 
 
 def _end_state(state_app) -> dict:
-    from tests.support import db
+    from tests.helpers.app import db
 
     with state_app.app_context():
         t = state_app.extensions["integrations"].state_for(state_app).tables
@@ -266,7 +268,7 @@ def _drained(state: dict) -> bool:
 
 def test_mixed_traffic_at_a_fixed_rate(deployment, load_seconds, figures_dir):
     from flask_integrations import Integration
-    from tests.support import db
+    from tests.helpers.app import db
 
     app, ids = deployment["app"], deployment["ids"]
     slots = ls.schedule(load_seconds, RATE, SYNC_EVERY)

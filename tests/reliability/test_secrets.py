@@ -44,9 +44,9 @@ from flask_integrations import (
 )
 from flask_integrations.state import current_state
 from flask_integrations.testing import run_queued_jobs
-from tests.oauth_support import CLIENT_ID, CLIENT_SECRET, AuthServer, Connect
-from tests.support import Loose, db
-from tests.upstream import UpstreamServer
+from tests.helpers.app import Loose, db
+from tests.helpers.oauth import CLIENT_ID, CLIENT_SECRET, AuthServer, Connect
+from tests.helpers.upstream import UpstreamServer
 
 MARK = uuid.uuid4().hex[:10]
 #: credential values
@@ -164,20 +164,6 @@ def leaks(collected: Collected, secrets: dict[str, str]) -> list[tuple[str, str]
 
 
 @pytest.fixture(scope="module")
-def upstream():
-    server = UpstreamServer().start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
-def auth_server():
-    server = AuthServer().start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
 def figures(figures_dir):
     result: dict[str, Any] = {"planted": sorted(PLANTED), "runs": {}}
     yield result
@@ -203,7 +189,7 @@ def dump_tables() -> list[tuple[str, str]]:
 
 
 def test_no_planted_secret_is_stored_printed_rendered_or_logged(
-    app_factory, upstream, auth_server, figures, caplog, database_url
+    app_factory, upstream_server, auth_server, figures, caplog, database_url
 ):
     app = app_factory(
         INTEGRATIONS_PROVIDERS=PROVIDERS,
@@ -224,7 +210,7 @@ def test_no_planted_secret_is_stored_printed_rendered_or_logged(
     )
     ext = app.extensions["integrations"]
     ext.sync_handler("vault.item")(failing_item)
-    upstream.reset()
+    upstream_server.reset()
     auth_server.reset()
     seen = Collected()
     secrets = dict(PLANTED)
@@ -240,7 +226,7 @@ def test_no_planted_secret_is_stored_printed_rendered_or_logged(
             )
             loose = ext.create("loose", "Loose", {"token": LOOSE_TOKEN, "region": "eu"})
             vault_id, loose_id = vault.id, loose.id
-            exercise_calls(vault, upstream, seen)
+            exercise_calls(vault, upstream_server, seen)
             exercise_logs(vault, seen)
             log = vault.sync_now()
             run_queued_jobs()

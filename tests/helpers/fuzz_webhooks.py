@@ -1,8 +1,8 @@
 """Coverage-guided fuzz (atheris) of the webhook routes and the OAuth callback.
 
-Run by `test_bad_input.py` in a subprocess (atheris exits the process when done)::
+Run by `tests/reliability/test_bad_input.py` in a subprocess (atheris exits the process when done)::
 
-    FUZZ_DATABASE=/tmp/fuzz.db python -m tests.reliability.fuzz_webhooks -max_total_time=20
+    FUZZ_DATABASE=/tmp/fuzz.db python -m tests.helpers.fuzz_webhooks -max_total_time=20
 
 Each input becomes one request through the Flask test client: a route (generic
 or specific webhook route, unknown provider or id, the OAuth callback), a
@@ -24,8 +24,8 @@ with atheris.instrument_imports(include=["flask_integrations"]):
     import sqlalchemy as sa
 
     from flask_integrations import IntegrationWebhook
+    from tests.helpers.app import db, make_app
     from tests.reliability.test_bad_input import PROVIDERS
-    from tests.support import db, make_app
 
 ROUTES = (
     "/integrations/fuzzhooks/webhook",

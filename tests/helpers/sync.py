@@ -1,4 +1,4 @@
-"""Providers and handlers of the sync tests, importable by worker processes (FLASK_APP=tests.sync_app)."""
+"""Providers and handlers of the sync tests, importable by worker processes (tests.helpers.sync_app)."""
 
 from __future__ import annotations
 

@@ -15,18 +15,14 @@ import socket
 import threading
 import time
 from collections import defaultdict, deque
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
+from tests.helpers.servers import LoopbackHTTPServer, QuietHandler
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    disable_nagle_algorithm = True
+
+class _Handler(QuietHandler):
     server: UpstreamServer
-
-    def log_message(self, format: str, *args: Any) -> None:
-        return
 
     def _handle(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
@@ -88,28 +84,12 @@ class _Handler(BaseHTTPRequestHandler):
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _handle
 
 
-class UpstreamServer(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-
+class UpstreamServer(LoopbackHTTPServer):
     def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
+        super().__init__(_Handler)
         self._lock = threading.Lock()
         self._scripts: dict[str, deque] = defaultdict(deque)
         self.requests: list[dict[str, Any]] = []
-        self._thread = threading.Thread(target=self.serve_forever, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}"
-
-    def start(self) -> UpstreamServer:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self.shutdown()
-        self.server_close()
 
     def reset(self) -> None:
         with self._lock:

@@ -1,16 +1,16 @@
 """The app the fault tests run in every process: gunicorn, `flask integrations worker`, callers.
 
-FLASK_APP=tests.reliability.fault_support:create_app, configured by environment:
+FLASK_APP=tests.helpers.faults:create_app, configured by environment:
 FAULT_DATABASE_URL, FAULT_REDIS_URL, FAULT_EVENTS (a file
 each process appends one line to per finished sync run, so a test can count
-finalisations across processes). Sync items use tests.sync_support.Feed
+finalisations across processes). Sync items use tests.helpers.sync.Feed
 (SYNC_TEST_ITEMS, SYNC_TEST_SLOW) and its idempotent handler (rows in `sync_seen`).
 
 - `hooks`: signed webhooks (HMAC-SHA256 of the body with the integration's
   `signing_secret`, header X-Signature); event and delivery id from headers. Its
   handler inserts the delivery id into `webhook_seen` in the job's transaction,
   the same one that commits the row `processed`.
-- `api`: outbound calls to the loopback upstream (tests/upstream.py).
+- `api`: outbound calls to the loopback upstream (tests/helpers/upstream.py).
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ from typing import Any
 import sqlalchemy as sa
 
 from flask_integrations import HandlesWebhooks, Provider, signals
-from tests.support import db, make_app
-from tests.sync_support import Feed, record
+from tests.helpers.app import db, make_app
+from tests.helpers.sync import Feed, record
 
 SECRET = "whsec-faults-0123456789"
 

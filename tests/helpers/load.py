@@ -6,7 +6,6 @@ import json
 import os
 import random
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -20,9 +19,8 @@ from typing import Any
 import httpx
 
 from examples.webhook_providers import hmac_signature
-from tests.reliability.load_app import WEBHOOK_EVENT
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.helpers.app import ROOT
+from tests.helpers.load_app import WEBHOOK_EVENT
 
 #: Share of the fixed-rate slots per traffic class (syncs come on top, every `sync_every` seconds).
 MIX = {
@@ -47,12 +45,6 @@ EXPECTED_STATUS = {
 
 
 # -- processes ----------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def start(args: list[str], env: dict[str, str], log: Path, stdout: Any = None) -> subprocess.Popen:

@@ -1,11 +1,11 @@
-"""The app worker processes of the sync tests load (FLASK_APP=tests.sync_app:create_app)."""
+"""The app worker processes of the sync tests load (FLASK_APP=tests.helpers.sync_app:create_app)."""
 
 from __future__ import annotations
 
 import os
 
-from tests.support import db, make_app
-from tests.sync_support import Feed, record
+from tests.helpers.app import db, make_app
+from tests.helpers.sync import Feed, record
 
 
 def create_app():

@@ -19,39 +19,23 @@ import json
 import secrets
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlparse
 
 import httpx
 
 from flask_integrations import OAuth2, Provider
+from tests.helpers.servers import LoopbackHTTPServer, QuietHandler
 
 CLIENT_ID = "client-abc"
 CLIENT_SECRET = "client-secret-9f8e7d6c5b"
 
 
-class AuthServer(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-
+class AuthServer(LoopbackHTTPServer):
     def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
+        super().__init__(_Handler)
         self.lock = threading.Lock()
         self.reset()
-        self._thread = threading.Thread(target=self.serve_forever, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}"
-
-    def start(self) -> AuthServer:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self.shutdown()
-        self.server_close()
 
     def reset(self) -> None:
         with self.lock:
@@ -94,13 +78,8 @@ class AuthServer(ThreadingHTTPServer):
             return self.hits.get(name, 0)
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    disable_nagle_algorithm = True
+class _Handler(QuietHandler):
     server: AuthServer
-
-    def log_message(self, format: str, *args: Any) -> None:
-        return
 
     def _answer(self, status: int, payload: Any = None, location: str | None = None) -> None:
         data = json.dumps(payload).encode() if payload is not None else b""
@@ -262,4 +241,4 @@ class Connect(Provider, OAuth2):
         ).raise_for_status()
 
 
-PROVIDERS = {"connect": "tests.oauth_support:Connect", "loose": "tests.support:Loose"}
+PROVIDERS = {"connect": "tests.helpers.oauth:Connect", "loose": "tests.helpers.app:Loose"}

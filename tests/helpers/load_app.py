@@ -1,12 +1,12 @@
 """The app the load test serves with gunicorn, and the loopback upstream its outbound calls hit.
 
-Served as ``gunicorn 'tests.reliability.load_app:create_app()'``; its RQ workers are
-``flask --app tests.reliability.load_app:create_app integrations worker``. Everything
+Served as ``gunicorn 'tests.helpers.load_app:create_app()'``; its RQ workers are
+``flask --app tests.helpers.load_app:create_app integrations worker``. Everything
 comes from the environment the test sets:
 
 - ``LOAD_DATABASE_URL``, ``LOAD_REDIS_URL``: PostgreSQL and Redis (Redis mode, real RQ).
 - ``LOAD_REDIS_PREFIX``, ``LOAD_QUEUE``: a Redis key prefix and an RQ queue of this run only.
-- ``LOAD_UPSTREAM_URL``: the upstream server (``python -m tests.reliability.load_app upstream``).
+- ``LOAD_UPSTREAM_URL``: the upstream server (``python -m tests.helpers.load_app upstream``).
 - ``LOAD_SYNC_ITEMS``: how many items each sync run dispatches.
 
 Routes (besides the package's webhook route ``/integrations/hooks/<id>/webhook``):
@@ -31,10 +31,10 @@ from flask import Flask, jsonify, request
 
 from examples.webhook_providers import SignedWebhooks
 from flask_integrations import IncrementalSync, Integrations, Provider, SupportsIdempotency
-from tests.support import KEY, db
-from tests.upstream import UpstreamServer
+from tests.helpers.app import KEY, db
+from tests.helpers.upstream import UpstreamServer
 
-#: Names of the rows the test creates (see test_load.py).
+#: Names of the rows the test creates (see tests/reliability/test_load.py).
 WEBHOOK_EVENT = "order.updated"
 SYNC_EVENT = "feed.entry"
 SEEN_TABLES = (

@@ -1,8 +1,9 @@
 """Live server and headless Chromium for the dashboard's browser tests.
 
-- `LiveServer(app)`: the app behind werkzeug's threaded `make_server` on 127.0.0.1 (a free port),
-  served from a daemon thread, as a real deployment serves it (embedded-mode jobs run after
-  each response is sent). Exceptions the app raises while serving are collected in `errors`.
+- `LiveServer(app)`: the app behind werkzeug's threaded WSGI server on 127.0.0.1 (a free port),
+  served from a daemon thread (a `LoopbackServer`, servers.py), as a real deployment serves it
+  (embedded-mode jobs run after each response is sent). Exceptions the app raises while serving
+  are collected in `errors`.
 - `launch_chromium(playwright)`: Debian's `/usr/bin/chromium` (or `INTEGRATIONS_TEST_CHROMIUM`)
   driven headless through the `playwright` package; `playwright install` is never needed.
 - `require_browser()`: skips with the reason when Chromium or playwright is missing, or fails
@@ -16,19 +17,15 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
-import threading
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import pytest
 from flask import Flask, got_request_exception
-from werkzeug.serving import WSGIRequestHandler, make_server
+from werkzeug.serving import ThreadedWSGIServer, WSGIRequestHandler
 
-from tests.support import REQUIRE_SERVERS
+from tests.helpers.app import ROOT, skip_or_fail
+from tests.helpers.servers import HOST, LoopbackServer
 
-ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = os.environ.get("INTEGRATIONS_TEST_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -52,11 +49,8 @@ def browser_missing() -> str | None:
 
 def require_browser() -> None:
     reason = browser_missing()
-    if reason is None:
-        return
-    if REQUIRE_SERVERS:
-        pytest.fail(reason)
-    pytest.skip(reason)
+    if reason is not None:
+        skip_or_fail(reason)
 
 
 def launch_chromium(playwright: Any) -> Any:
@@ -75,40 +69,22 @@ class _QuietHandler(WSGIRequestHandler):
         return
 
 
-class LiveServer:
-    """`app` on a real socket, in a thread; `url` is its root, `errors` what the app raised."""
+class LiveServer(LoopbackServer, ThreadedWSGIServer):
+    """`app` on a real socket, in a thread; `url` is its root, `errors` what the app raised.
+
+    The server `make_server(HOST, 0, app, threaded=True, request_handler=_QuietHandler)` builds.
+    """
+
+    thread_name = "live-server"
 
     def __init__(self, app: Flask) -> None:
-        self.app = app
+        super().__init__(HOST, 0, app, _QuietHandler)
         self.errors: list[BaseException] = []
-        self._server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=_QuietHandler)
-        self._thread = threading.Thread(target=self._server.serve_forever, name="live-server", daemon=True)
         got_request_exception.connect(self._record, app)
 
     def _record(self, sender: Flask, exception: BaseException, **extra: Any) -> None:
         self.errors.append(exception)
 
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_port}"
-
-    def start(self) -> LiveServer:
-        self._thread.start()
-        return self
-
     def stop(self) -> None:
         got_request_exception.disconnect(self._record, self.app)
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(10)
-
-
-def eventually(check: Callable[[], bool], timeout: float = 10.0, interval: float = 0.2) -> bool:
-    """Poll `check` until it is true or `timeout` passes; returns its last value."""
-    deadline = time.monotonic() + timeout
-    while True:
-        if check():
-            return True
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(interval)
+        super().stop()

@@ -26,18 +26,11 @@ import tempfile
 import time
 from pathlib import Path
 
-import pytest
-
-from tests.support import REQUIRE_SERVERS
+from tests.helpers.app import skip_or_fail
+from tests.helpers.servers import free_port
 
 PG_BIN = Path(os.environ.get("INTEGRATIONS_TEST_PG_BIN", "/usr/lib/postgresql/15/bin"))
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def require_binaries(postgres: bool = True, redis: bool = True) -> None:
@@ -50,10 +43,7 @@ def require_binaries(postgres: bool = True, redis: bool = True) -> None:
         missing.append("redis-server")
     if not missing:
         return
-    message = "private servers for the fault tests need " + " and ".join(missing)
-    if REQUIRE_SERVERS:
-        pytest.fail(message)
-    pytest.skip(message)
+    skip_or_fail("private servers for the fault tests need " + " and ".join(missing))
 
 
 def _wait_port(port: int, up: bool, timeout: float) -> bool:

@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from flask import Flask
 from flask_sqlalchemy import SQLAlchemy
@@ -22,6 +22,16 @@ POSTGRES_URL = os.environ.get(
 )
 REDIS_URL = os.environ.get("INTEGRATIONS_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 REQUIRE_SERVERS = os.environ.get("INTEGRATIONS_TEST_REQUIRE_SERVERS") == "1"
+
+
+def skip_or_fail(reason: str) -> NoReturn:
+    """Skip the test for want of a server or a tool, or fail it when REQUIRE_SERVERS (as CI sets)."""
+    import pytest  # here, not at the top: worker processes import this module too
+
+    if REQUIRE_SERVERS:
+        pytest.fail(reason)
+    pytest.skip(reason)
+
 
 #: A fixed key, so that processes a test spawns can read what the test wrote.
 KEY = os.environ.get("INTEGRATIONS_TEST_KEY", "GOG6nX3HaDRb9-Wp0rP47_9_1fSF18E86KyE0yY-yD4=")
@@ -61,7 +71,7 @@ class Loose(Provider):
     """A provider that accepts any dict."""
 
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def run_docs_example(doc: str, pattern: str, cwd: Path, **env: str) -> list[str]:
