@@ -19,8 +19,7 @@ import sqlalchemy as sa
 from flask_integrations import IntegrationHTTPError, IntegrationRequest, OAuth2, Provider, signals
 from flask_integrations.pipeline import breaker, cache, ratelimit
 from flask_integrations.state import current_state
-from tests.support import KEY, ROOT, db
-from tests.upstream import UpstreamServer
+from tests.helpers.app import KEY, ROOT, db
 
 KEY_VALUE = "sk-live-SECRET-4242"
 
@@ -44,17 +43,10 @@ class QueryKeyApi(Provider):
         request.url = request.url.copy_with(path=f"/json/{key}").copy_merge_params({"appid": key})
 
 
-@pytest.fixture(scope="module")
-def server():
-    upstream = UpstreamServer().start()
-    yield upstream
-    upstream.stop()
-
-
 @pytest.fixture
-def upstream(server):
-    server.reset()
-    return server
+def upstream(upstream_server):
+    upstream_server.reset()
+    return upstream_server
 
 
 @pytest.fixture
@@ -190,7 +182,7 @@ HITS_SCRIPT = textwrap.dedent(
     import sys
 
     sys.path.insert(0, {str(ROOT)!r})
-    from tests.support import db, make_app
+    from tests.helpers.app import db, make_app
     from tests.test_security import Api
 
     app = make_app(sys.argv[1], INTEGRATIONS_ENCRYPTION_KEYS=[{KEY!r}])
@@ -238,17 +230,8 @@ def test_the_end_of_an_app_context_outside_a_request_writes_its_cache_hits(app, 
 # -- 4 and 7: OAuth -------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def auth_server():
-    from tests.oauth_support import AuthServer
-
-    server = AuthServer().start()
-    yield server
-    server.stop()
-
-
 def oauth_app(app_factory, auth_server, **config):
-    from tests.oauth_support import CLIENT_ID, CLIENT_SECRET, PROVIDERS
+    from tests.helpers.oauth import CLIENT_ID, CLIENT_SECRET, PROVIDERS
 
     auth_server.reset()
     app = app_factory(INTEGRATIONS_PROVIDERS=PROVIDERS, **config)
