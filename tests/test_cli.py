@@ -603,7 +603,8 @@ def test_health_without_failures_says_so(app, integration):
     [
         (["--integration", "999"], "Error: Integration 999 does not exist."),
         (["--integration", "abc"], "Error: Invalid value for '--integration': 'abc' is not a valid integer"),
-        (["--hours", "0"], "Error: Invalid value for '--hours': 0 is not in the range x>=1"),
+        (["--hours", "0"], "Error: Invalid value for '--hours': 0 is not in the range 1<=x<=878400"),
+        (["--hours", "99999999999"], "Error: Invalid value for '--hours': 99999999999 is not in the range"),
         (["--hours", "soon"], "is not a valid integer"),
         (["--bogus"], "Error: No such option '--bogus'. Did you mean '--hours'? See '"),
     ],

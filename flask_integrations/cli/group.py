@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from flask.cli import AppGroup
 
 from ..db.models import Integration
+from ..db.tables import MAX_ID
 from ..parsing import parse_int
 from ..state import current_state
 
@@ -31,26 +32,31 @@ class IntegrationsGroup(AppGroup):
 integrations_cli = IntegrationsGroup("integrations", help="Manage third-party integrations.")
 
 
-class RowId(click.ParamType):
-    """A row id: ASCII digits, 1 up to the largest id a database stores (a larger one is a usage
-    error, not an OverflowError)."""
+class WholeNumber(click.ParamType):
+    """A whole number in ASCII digits, from `minimum` to `maximum` (read by the one strict parser,
+    so ``١٢`` or ``²`` is a usage error, and a number past 64 bits is one too, not an OverflowError)."""
 
     name = "integer"
 
+    def __init__(self, minimum: int = 1, maximum: int = MAX_ID):
+        self.minimum, self.maximum = minimum, maximum
+
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
-        text = str(value).strip()
-        digits = parse_int(text.removeprefix("-").removeprefix("+"))
-        if digits is None:
-            self.fail(f"{value!r} is not a valid integer.", param, ctx)
-        number = -digits if text.startswith("-") else digits
-        if not 1 <= number <= MAX_ID:
-            self.fail(f"{value} is not in the range 1<=x<={MAX_ID}.", param, ctx)
+        if isinstance(value, int) and not isinstance(value, bool):
+            number: int | None = value
+        else:
+            text = str(value).strip()
+            digits = parse_int(text.removeprefix("-").removeprefix("+"))
+            if digits is None:
+                self.fail(f"{value!r} is not a valid integer.", param, ctx)
+            number = -digits if text.startswith("-") else digits
+        if not self.minimum <= number <= self.maximum:
+            self.fail(f"{value} is not in the range {self.minimum}<=x<={self.maximum}.", param, ctx)
         return number
 
 
-#: The largest id any database here stores.
-MAX_ID = 2**63 - 1
-ROW_ID = RowId()
+#: A row id argument.
+ROW_ID = WholeNumber()
 
 
 def fail(message: str) -> None:
@@ -79,11 +85,14 @@ def only(integration_id: int | None) -> list[int] | None:
     return None if integration_id is None else [integration_id]
 
 
+#: The longest window `--hours` takes: a hundred years (a larger one is past what a date can hold).
+MAX_HOURS = 24 * 366 * 100
+
 HOURS_OPTION = click.option(
     "--hours",
     default=24,
     show_default=True,
-    type=click.IntRange(min=1),
+    type=WholeNumber(maximum=MAX_HOURS),
     help="The window: request rows created in the last N hours.",
 )
 

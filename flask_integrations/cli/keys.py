@@ -9,7 +9,7 @@ import sqlalchemy as sa
 
 from ..errors import CredentialsDecryptionError
 from ..state import current_state
-from .group import fail, integrations_cli
+from .group import WholeNumber, fail, integrations_cli
 
 
 @integrations_cli.command("rotate-key")
@@ -17,7 +17,7 @@ from .group import fail, integrations_cli
     "--batch-size",
     default=500,
     show_default=True,
-    type=click.IntRange(1),
+    type=WholeNumber(),
     help="Rows per transaction.",
 )
 def rotate_key(batch_size: int) -> None:

@@ -39,6 +39,8 @@ class UTCDateTime(sa.TypeDecorator):
 
 
 BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+#: The largest id a `BigId` column stores: a larger one in a URL or a command is simply unknown.
+MAX_ID = 2**63 - 1
 Json = sa.JSON(none_as_null=True).with_variant(postgresql.JSONB(none_as_null=True), "postgresql")
 
 TABLE_SUFFIXES = {

@@ -7,7 +7,7 @@ import logging
 import httpx
 
 from ..config import DEFAULTS
-from ..redaction import safe_url_text
+from ..redaction import safe_url_text, scrub_for
 from ..state import AppState, current_state
 from .context import current_context
 
@@ -36,25 +36,46 @@ def decode(response: httpx.Response) -> object:
         return response.text
 
 
-class RedactedQueryFilter(logging.Filter):
-    """httpx logs each request's URL at INFO (``HTTP Request: GET https://...?api_key=...``). The URL
-    is logged as the request log shows it: query values under a redact key (`INTEGRATIONS_REDACT_KEYS`,
-    the defaults outside an app) as ``[REDACTED]``, and the credential values of the integration being
-    called (put in the path or the query by `prepare_request`, say) scrubbed. Installed on the
-    ``httpx`` logger at import."""
+class CallLogFilter(logging.Filter):
+    """Log lines of httpx and httpcore as the request log would show them.
+
+    httpx logs each request's URL at INFO (``HTTP Request: GET https://...?api_key=...``):
+    query values under a redact key (`INTEGRATIONS_REDACT_KEYS`, the defaults outside an
+    app) are logged as ``[REDACTED]``. And while a call of the pipeline runs, the credential
+    values of the integration being called (put in the path or the query by
+    `prepare_request`, or echoed back in a response header that httpcore logs at DEBUG) are
+    scrubbed from every line. Installed on their loggers at import (`LOGGERS`).
+    """
 
     def filter(self, record: logging.LogRecord) -> bool:
-        args = record.args
-        if isinstance(args, tuple) and len(args) > 1 and isinstance(args[1], httpx.URL):
-            try:
+        try:
+            args = record.args
+            if isinstance(args, tuple) and len(args) > 1 and isinstance(args[1], httpx.URL):
                 record.args = (args[0], redacted_url(args[1]), *args[2:])
-            except Exception:  # noqa: BLE001 - a log line is never worth an error
-                record.args = (args[0], "[a URL that could not be redacted]", *args[2:])
+            ctx = current_context()
+            if ctx is not None:
+                message = record.getMessage()
+                scrubbed = scrub_for(ctx.integration, message)
+                if scrubbed != message:
+                    record.msg, record.args = scrubbed, ()
+        except Exception:  # noqa: BLE001 - a log line is never worth an error, nor a leak
+            record.msg, record.args = "[a log line that could not be redacted]", ()
         return True
 
 
+#: The loggers of the HTTP client (a filter on a logger does not apply to its children).
+LOGGERS = (
+    "httpx",
+    "httpcore.connection",
+    "httpcore.http11",
+    "httpcore.http2",
+    "httpcore.proxy",
+    "httpcore.socks",
+)
+
+
 def redacted_url(url: httpx.URL) -> str:
-    """`url` as a log line may show it (see `RedactedQueryFilter`)."""
+    """`url` as a log line may show it (see `CallLogFilter`)."""
     try:
         keys = current_state().setting("REDACT_KEYS")
     except Exception:  # noqa: BLE001 - outside an app context, or an app without the extension
@@ -63,4 +84,5 @@ def redacted_url(url: httpx.URL) -> str:
     return safe_url_text(str(url), ctx.integration if ctx is not None else None, keys)
 
 
-logging.getLogger("httpx").addFilter(RedactedQueryFilter())
+for _name in LOGGERS:
+    logging.getLogger(_name).addFilter(CallLogFilter())

@@ -32,11 +32,11 @@ from ..providers import OAuth2
 from ..redaction import failure_kind, one_line, scrub_for
 from ..state import AppState, current_state
 from .access import csrf_token, denied, exempt_from_app_csrf, require_csrf
+from .routing import add_converters
 
 logger = logging.getLogger("flask_integrations")
 
 BLUEPRINT_NAME = "integrations_oauth"
-_MAX_ID = 2**63 - 1
 
 blueprint = Blueprint(BLUEPRINT_NAME, __name__, template_folder="templates")
 blueprint.add_app_template_global(csrf_token, "integrations_csrf_token")
@@ -44,11 +44,12 @@ blueprint.add_app_template_global(csrf_token, "integrations_csrf_token")
 
 def register(app: Flask, url_prefix: str) -> None:
     """Register the OAuth routes on `app`; revoke checks its own CSRF token, not Flask-WTF's."""
+    add_converters(app)
     app.register_blueprint(blueprint, url_prefix=url_prefix.rstrip("/") or None)
     exempt_from_app_csrf(app, blueprint)
 
 
-@blueprint.get("/<int:integration_id>/oauth/authorize")
+@blueprint.get("/<id:integration_id>/oauth/authorize")
 def authorize(integration_id: int) -> Any:
     state = current_state()
     integration = _allowed_integration(state, integration_id)
@@ -116,7 +117,7 @@ def callback() -> Any:
     return redirect(state.setting("OAUTH")["success_redirect"], 302)
 
 
-@blueprint.post("/<int:integration_id>/oauth/revoke")
+@blueprint.post("/<id:integration_id>/oauth/revoke")
 def revoke(integration_id: int) -> Any:
     state = current_state()
     integration = _allowed_integration(state, integration_id)
@@ -157,9 +158,7 @@ def _allowed_integration(state: AppState, integration_id: int) -> Integration | 
         refusal = denied(state.setting("DASHBOARD_AUTH"))
         if refusal is not None:
             return refusal
-    integration = None
-    if integration_id <= _MAX_ID:
-        integration = state.db.session.get(Integration, integration_id)
+    integration = state.db.session.get(Integration, integration_id)
     if integration is None or not _is_oauth(state, integration):
         if rule is not None:
             abort(403)

@@ -26,12 +26,12 @@ from ..state import AppState, current_state
 from ..webhooks.intake import filter_headers, store_webhook
 from ..webhooks.jobs import enqueue_processing
 from .access import exempt_from_app_csrf
+from .routing import add_converters
 
 logger = logging.getLogger("flask_integrations")
 
 BLUEPRINT_NAME = "integrations_webhooks"
 _CHUNK = 65536
-_MAX_ID = 2**63 - 1
 
 blueprint = Blueprint(BLUEPRINT_NAME, __name__)
 
@@ -47,12 +47,13 @@ class _Reject(Exception):
 
 def register(app: Flask, url_prefix: str) -> None:
     """Register the webhook routes on `app`, exempt from Flask-WTF's CSRFProtect when present."""
+    add_converters(app)
     app.register_blueprint(blueprint, url_prefix=url_prefix.rstrip("/") or None)
     exempt_from_app_csrf(app, blueprint)
 
 
 @blueprint.route("/<provider>/webhook", methods=["GET", "POST"])
-@blueprint.route("/<provider>/<int:integration_id>/webhook", methods=["GET", "POST"])
+@blueprint.route("/<provider>/<id:integration_id>/webhook", methods=["GET", "POST"])
 def receive(provider: str, integration_id: int | None = None) -> Any:
     try:
         return _receive(current_state(), provider, integration_id)
@@ -127,8 +128,6 @@ def _receive(state: AppState, provider_key: str, integration_id: int | None) -> 
 
 def _integration(state: AppState, provider: Any, provider_key: str, integration_id: int | None) -> Any:
     if integration_id is not None:
-        if integration_id > _MAX_ID:
-            raise _Reject(404, "unknown integration")
         integration = state.db.session.get(Integration, integration_id)
         if integration is None or integration.provider != provider_key:
             raise _Reject(404, "unknown integration")

@@ -27,7 +27,7 @@ import json
 import logging
 import uuid
 from typing import Any
-from urllib.parse import parse_qs, quote, quote_plus, urlparse
+from urllib.parse import parse_qs, quote_plus, urlparse
 
 import httpx
 import pytest
@@ -46,6 +46,7 @@ from flask_integrations.state import current_state
 from flask_integrations.testing import run_queued_jobs
 from tests.helpers.app import Loose, db
 from tests.helpers.oauth import CLIENT_ID, CLIENT_SECRET, AuthServer, Connect
+from tests.helpers.secrets import Collected, dump_tables, leaks
 from tests.helpers.upstream import UpstreamServer
 
 MARK = uuid.uuid4().hex[:10]
@@ -135,57 +136,11 @@ class Vault(Provider, HasHealthCheck, RedactsRequestData, HandlesWebhooks, Incre
 PROVIDERS = {"vault": Vault, "connect": Connect, "loose": Loose}
 
 
-class Collected:
-    """Every text the test saw, by where it came from."""
-
-    def __init__(self) -> None:
-        self.texts: list[tuple[str, str]] = []
-        self.paths: set[str] = set()
-
-    def add(self, where: str, text: Any) -> None:
-        self.texts.append((where, text if isinstance(text, str) else str(text)))
-        self.paths.add(where.split(":")[0])
-
-    def bytes(self) -> int:
-        return sum(len(text.encode("utf-8", "replace")) for _, text in self.texts)
-
-
-def spellings(secret: str) -> set[str]:
-    return {secret, quote(secret, safe=""), quote_plus(secret), json.dumps(secret)[1:-1]}
-
-
-def leaks(collected: Collected, secrets: dict[str, str]) -> list[tuple[str, str]]:
-    found = []
-    for where, text in collected.texts:
-        for name, secret in secrets.items():
-            if any(variant in text for variant in spellings(secret)):
-                found.append((where, name))
-    return found
-
-
 @pytest.fixture(scope="module")
 def figures(figures_dir):
     result: dict[str, Any] = {"planted": sorted(PLANTED), "runs": {}}
     yield result
     (figures_dir / "secrets.json").write_text(json.dumps(result, indent=2, sort_keys=True))
-
-
-def dump_tables() -> list[tuple[str, str]]:
-    """Every column of every integration table, as text (the credentials column apart)."""
-    state = current_state()
-    db.session.rollback()
-    dumped = []
-    for kind, table in state.tables.items():
-        for row in db.session.execute(sa.select(table)).mappings():
-            for column, value in row.items():
-                if value is None:
-                    continue
-                text = value if isinstance(value, str) else json.dumps(value, default=str)
-                where = f"db:{table.name}.{column}"
-                if kind == "integrations" and column == "credentials":
-                    assert state.keyring.decrypt(value, row["id"])  # a real token of the keyring
-                dumped.append((where, text))
-    return dumped
 
 
 def test_no_planted_secret_is_stored_printed_rendered_or_logged(

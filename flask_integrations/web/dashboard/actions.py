@@ -91,7 +91,7 @@ INTEGRATION_ACTIONS: dict[str, Callable[[AppState, Integration], Outcome]] = {
 }
 
 
-@blueprint.post("/integrations/<int:integration_id>/<action>")
+@blueprint.post("/integrations/<id:integration_id>/<action>")
 def integration_action(integration_id: int, action: str) -> Response:
     require_csrf()
     perform = INTEGRATION_ACTIONS.get(action)
@@ -107,7 +107,7 @@ def integration_action(integration_id: int, action: str) -> Response:
 # -- webhooks and sync items ---------------------------------------------------------------------
 
 
-@blueprint.post("/webhooks/<int:webhook_id>/replay")
+@blueprint.post("/webhooks/<id:webhook_id>/replay")
 def replay_webhook(webhook_id: int) -> Response:
     require_csrf()
     state = current_state()
@@ -147,11 +147,11 @@ def _skip(state: AppState, item_id: int) -> str:
     return f"Sync item #{item_id} skipped." + (f" Its run is now {run_status}." if run_status else "")
 
 
-@blueprint.post("/sync-items/<int:item_id>/retry")
+@blueprint.post("/sync-items/<id:item_id>/retry")
 def retry_item(item_id: int) -> Response:
     return _item_action(item_id, _retry)
 
 
-@blueprint.post("/sync-items/<int:item_id>/skip")
+@blueprint.post("/sync-items/<id:item_id>/skip")
 def skip_item(item_id: int) -> Response:
     return _item_action(item_id, _skip)

@@ -18,6 +18,7 @@ from flask import Blueprint, Flask, Response, abort, redirect, request, url_for
 from ...parsing import parse_int
 from ...state import current_state
 from ..access import csrf_token, denied, exempt_from_app_csrf
+from ..routing import add_converters
 from . import formatting
 from .formatting import exact_time, iso_time, relative_time
 
@@ -38,6 +39,7 @@ blueprint = Blueprint(
 
 def register(app: Flask, url_prefix: str) -> None:
     """Register the dashboard on `app`, exempt from Flask-WTF's CSRFProtect (it checks its own token)."""
+    add_converters(app)
     app.register_blueprint(blueprint, url_prefix=f"{url_prefix.rstrip('/')}/dashboard")
     exempt_from_app_csrf(app, blueprint)
 

@@ -7,6 +7,7 @@ from flask import render_template, request
 from ...clock import utcnow
 from ...db.models import Integration
 from ...db.statuses import FailureClass, HealthStatus, ItemStatus, WebhookStatus
+from ...db.tables import MAX_ID
 from ...parsing import parse_int
 from ...providers import HasHealthCheck, IncrementalSync, ScheduledSync
 from ...state import current_state
@@ -34,7 +35,7 @@ def _choice(name: str, allowed: tuple[str, ...] | list[str], default: str | None
 
 
 def _integer(name: str) -> int | None:
-    return parse_int(request.args.get(name), maximum=queries.MAX_ID) or None
+    return parse_int(request.args.get(name), maximum=MAX_ID) or None
 
 
 @blueprint.get("/")
@@ -53,7 +54,7 @@ def overview() -> str:
     )
 
 
-@blueprint.get("/integrations/<int:integration_id>")
+@blueprint.get("/integrations/<id:integration_id>")
 def integration(integration_id: int) -> str:
     state = current_state()
     found_integration = found(queries.get_integration(state, integration_id))
@@ -85,7 +86,7 @@ def integration(integration_id: int) -> str:
     )
 
 
-@blueprint.get("/requests/<int:request_id>")
+@blueprint.get("/requests/<id:request_id>")
 def request_detail(request_id: int) -> str:
     state = current_state()
     row = found(queries.get_request(state, request_id))
