@@ -158,6 +158,13 @@ def upstream_server() -> Iterator[UpstreamServer]:
     server.stop()
 
 
+@pytest.fixture
+def upstream(upstream_server: UpstreamServer) -> UpstreamServer:
+    """The module's loopback upstream, emptied for this test."""
+    upstream_server.reset()
+    return upstream_server
+
+
 @pytest.fixture(scope="module")
 def auth_server() -> Iterator[AuthServer]:
     """The fake OAuth server (tests/helpers/oauth.py), one per test module; `reset()` empties it."""

@@ -23,7 +23,7 @@ from flask_integrations.clock import utcnow
 from flask_integrations.oauth import flow, locks, tokens
 from tests.conftest import reset_tables
 from tests.helpers.app import db, make_app
-from tests.helpers.oauth import CLIENT_ID, CLIENT_SECRET, PROVIDERS, s256
+from tests.helpers.oauth import CLIENT_ID, CLIENT_SECRET, PROVIDERS, create_connect, s256
 
 PREFIX = "/integrations"
 
@@ -39,22 +39,9 @@ def app(app_factory, auth):
     return app_factory(INTEGRATIONS_PROVIDERS=PROVIDERS, INTEGRATIONS_RETRY_AFTER_MAX=0.01)
 
 
-def create(app, auth, **tokens_):
-    with app.app_context():
-        integration = app.extensions["integrations"].create(
-            "connect",
-            "Connect",
-            {"client_id": CLIENT_ID, "client_secret": CLIENT_SECRET, **tokens_},
-            metadata={"server": auth.url},
-        )
-        integration_id = integration.id
-        db.session.remove()
-    return integration_id
-
-
 @pytest.fixture
 def integration_id(app, auth):
-    return create(app, auth)
+    return create_connect(app, auth)
 
 
 def stored(app, integration_id):
@@ -117,7 +104,7 @@ def test_configured_redirect_uri_is_used(app_factory, auth):
         INTEGRATIONS_PROVIDERS=PROVIDERS,
         INTEGRATIONS_OAUTH={"redirect_uri": "https://app.example.com/integrations/oauth/callback"},
     )
-    location = start(app.test_client(), create(app, auth))
+    location = start(app.test_client(), create_connect(app, auth))
     assert parse_qs(urlparse(location).query)["redirect_uri"] == [
         "https://app.example.com/integrations/oauth/callback"
     ]
@@ -162,7 +149,7 @@ def test_full_flow_stores_tokens_encrypted_and_signals(app, auth, integration_id
 
 def test_success_redirect_is_configurable(app_factory, auth):
     app = app_factory(INTEGRATIONS_PROVIDERS=PROVIDERS, INTEGRATIONS_OAUTH={"success_redirect": "/done"})
-    assert connect(app.test_client(), create(app, auth)).headers["Location"] == "/done"
+    assert connect(app.test_client(), create_connect(app, auth)).headers["Location"] == "/done"
 
 
 def test_replayed_state_is_400_and_changes_nothing(app, auth, integration_id):
@@ -200,7 +187,7 @@ def test_expired_state_is_400(app, auth, integration_id, monkeypatch):
 @pytest.mark.slow
 def test_expired_ticket_is_400_even_with_a_valid_session(app_factory, auth):
     app = app_factory(INTEGRATIONS_PROVIDERS=PROVIDERS, INTEGRATIONS_OAUTH={"state_ttl": 1})
-    integration_id = create(app, auth)
+    integration_id = create_connect(app, auth)
     client = app.test_client()
     callback = consent(start(client, integration_id))
     time.sleep(1.2)
@@ -241,7 +228,7 @@ def two_web_processes(request, app_factory, auth):
 
 def test_state_works_across_web_processes_and_stays_single_use(two_web_processes, auth):
     first, second = two_web_processes
-    integration_id = create(first, auth)
+    integration_id = create_connect(first, auth)
     browser = first.test_client()
     callback = consent(start(browser, integration_id))
     cookie = browser.get_cookie("session").value
@@ -330,7 +317,7 @@ def test_oauth_auth_receives_the_integration(app_factory, auth):
 
     app = app_factory(INTEGRATIONS_PROVIDERS=PROVIDERS, INTEGRATIONS_OAUTH_AUTH=rule)
     app.testing = False
-    integration_id = create(app, auth)
+    integration_id = create_connect(app, auth)
     assert app.test_client().get(f"{PREFIX}/{integration_id}/oauth/authorize").status_code == 302
     assert seen == [integration_id]
 
@@ -338,7 +325,7 @@ def test_oauth_auth_receives_the_integration(app_factory, auth):
 @pytest.mark.parametrize("answer", [False, None])
 def test_oauth_auth_refusing_is_403(app_factory, auth, answer):
     app = app_factory(INTEGRATIONS_PROVIDERS=PROVIDERS, INTEGRATIONS_OAUTH_AUTH=lambda r, i: answer)
-    integration_id = create(app, auth)
+    integration_id = create_connect(app, auth)
     client = app.test_client()
     assert client.get(f"{PREFIX}/{integration_id}/oauth/authorize").status_code == 403
     assert client.post(f"{PREFIX}/{integration_id}/oauth/revoke").status_code == 403
@@ -347,7 +334,7 @@ def test_oauth_auth_refusing_is_403(app_factory, auth, answer):
 def test_oauth_auth_response_is_sent_as_is(app_factory, auth):
     login = Response("log in first", status=302, headers={"Location": "/login"})
     app = app_factory(INTEGRATIONS_PROVIDERS=PROVIDERS, INTEGRATIONS_OAUTH_AUTH=lambda r, i: login)
-    response = app.test_client().get(f"{PREFIX}/{create(app, auth)}/oauth/authorize")
+    response = app.test_client().get(f"{PREFIX}/{create_connect(app, auth)}/oauth/authorize")
     assert response.status_code == 302 and response.headers["Location"] == "/login"
 
 
@@ -356,7 +343,7 @@ def test_dashboard_rule_applies_without_an_oauth_rule(app_factory, auth):
     app = app_factory(
         INTEGRATIONS_PROVIDERS=PROVIDERS, INTEGRATIONS_DASHBOARD_AUTH=lambda r: calls.append(1) or False
     )
-    response = app.test_client().get(f"{PREFIX}/{create(app, auth)}/oauth/authorize")
+    response = app.test_client().get(f"{PREFIX}/{create_connect(app, auth)}/oauth/authorize")
     assert response.status_code == 403 and calls == [1]
 
 
@@ -432,7 +419,7 @@ def test_revoke_failing_upstream_is_502_and_keeps_tokens(app, auth, integration_
 
 def with_tokens(app, auth, access_ttl):
     answer = auth.tokens(access_ttl)
-    return create(
+    return create_connect(
         app,
         auth,
         access_token=answer["access_token"],
@@ -443,9 +430,9 @@ def with_tokens(app, auth, access_ttl):
 
 def test_token_expires_soon(app, auth):
     fresh, soon = with_tokens(app, auth, 3600), with_tokens(app, auth, 30)
-    gone = create(app, auth, access_token="x", token_expires_at=int(time.time()) - 5)
-    unknown = create(app, auth, access_token="x")
-    iso = create(app, auth, access_token="x", token_expires_at="2001-01-01T00:00:00Z")
+    gone = create_connect(app, auth, access_token="x", token_expires_at=int(time.time()) - 5)
+    unknown = create_connect(app, auth, access_token="x")
+    iso = create_connect(app, auth, access_token="x", token_expires_at="2001-01-01T00:00:00Z")
     with app.app_context():
         get = app.extensions["integrations"].get
         assert get(fresh).token_expires_soon() is False

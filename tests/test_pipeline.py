@@ -35,12 +35,6 @@ from tests.helpers.processes import run_to_completion
 FAST_RETRIES = {"INTEGRATIONS_RETRY_AFTER_MAX": 0.01}
 
 
-@pytest.fixture
-def upstream(upstream_server):
-    upstream_server.reset()
-    return upstream_server
-
-
 @dataclasses.dataclass
 class ApiCredentials:
     token: str

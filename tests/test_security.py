@@ -44,12 +44,6 @@ class QueryKeyApi(Provider):
 
 
 @pytest.fixture
-def upstream(upstream_server):
-    upstream_server.reset()
-    return upstream_server
-
-
-@pytest.fixture
 def app(app_factory, upstream):
     app = app_factory(INTEGRATIONS_RETRY_AFTER_MAX=0.01)
     Api.base_url = QueryKeyApi.base_url = upstream.url
@@ -231,20 +225,11 @@ def test_the_end_of_an_app_context_outside_a_request_writes_its_cache_hits(app, 
 
 
 def oauth_app(app_factory, auth_server, **config):
-    from tests.helpers.oauth import CLIENT_ID, CLIENT_SECRET, PROVIDERS
+    from tests.helpers.oauth import PROVIDERS, create_connect
 
     auth_server.reset()
     app = app_factory(INTEGRATIONS_PROVIDERS=PROVIDERS, **config)
-    with app.app_context():
-        integration = app.extensions["integrations"].create(
-            "connect",
-            "Connect",
-            {"client_id": CLIENT_ID, "client_secret": CLIENT_SECRET},
-            metadata={"server": auth_server.url},
-        )
-        integration_id = integration.id
-        db.session.remove()
-    return app, integration_id
+    return app, create_connect(app, auth_server)
 
 
 class UnicodeExpiry(Provider, OAuth2):

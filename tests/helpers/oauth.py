@@ -242,3 +242,19 @@ class Connect(Provider, OAuth2):
 
 
 PROVIDERS = {"connect": "tests.helpers.oauth:Connect", "loose": "tests.helpers.app:Loose"}
+
+
+def create_connect(app: Any, auth: AuthServer, **tokens: Any) -> int:
+    """The id of a new `Connect` integration on `auth` (committed; `tokens` join its credentials)."""
+    from tests.helpers.app import db
+
+    with app.app_context():
+        integration = app.extensions["integrations"].create(
+            "connect",
+            "Connect",
+            {"client_id": CLIENT_ID, "client_secret": CLIENT_SECRET, **tokens},
+            metadata={"server": auth.url},
+        )
+        integration_id = integration.id
+        db.session.remove()
+    return integration_id

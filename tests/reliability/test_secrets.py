@@ -45,7 +45,7 @@ from flask_integrations import (
 from flask_integrations.state import current_state
 from flask_integrations.testing import run_queued_jobs
 from tests.helpers.app import Loose, db
-from tests.helpers.oauth import CLIENT_ID, CLIENT_SECRET, AuthServer, Connect
+from tests.helpers.oauth import CLIENT_SECRET, AuthServer, Connect, create_connect
 from tests.helpers.secrets import Collected, dump_tables, leaks
 from tests.helpers.upstream import UpstreamServer
 
@@ -334,15 +334,7 @@ def exercise_webhooks(app: Any, client: Any, vault_id: int, seen: Collected) -> 
 
 
 def exercise_oauth(app: Any, client: Any, auth: AuthServer, seen: Collected, secrets: dict[str, str]) -> int:
-    with app.app_context():
-        connect = app.extensions["integrations"].create(
-            "connect",
-            "Connect",
-            {"client_id": CLIENT_ID, "client_secret": CLIENT_SECRET},
-            metadata={"server": auth.url},
-        )
-        connect_id = connect.id
-        db.session.remove()
+    connect_id = create_connect(app, auth)
     start = client.get(f"{PREFIX}/{connect_id}/oauth/authorize")
     assert start.status_code == 302
     seen.add("oauth:authorize", start.get_data(as_text=True))

@@ -89,12 +89,6 @@ class Answering(Provider, OAuth2):
 
 
 @pytest.fixture
-def upstream(upstream_server):
-    upstream_server.reset()
-    return upstream_server
-
-
-@pytest.fixture
 def app(app_factory, upstream):
     Api.base_url = upstream.url
     app = app_factory(
