@@ -1,6 +1,6 @@
 """flask-integrations: the connection layer between a Flask app and the third-party APIs it uses."""
 
-from . import signals
+from . import auth, pagination, signals, webhooks
 from .db.models import (
     Integration,
     IntegrationIdempotencyKey,
@@ -36,6 +36,8 @@ from .providers import (
     RedactsRequestData,
     ScheduledSync,
     SupportsIdempotency,
+    on_sync_item,
+    on_webhook,
 )
 from .sync import SyncSession
 from .testing.fake import ResponseSequence
@@ -75,5 +77,10 @@ __all__ = [
     "StoreUnavailable",
     "SyncSession",
     "ValidationError",
+    "auth",
+    "on_sync_item",
+    "on_webhook",
+    "pagination",
     "signals",
+    "webhooks",
 ]

@@ -1,4 +1,5 @@
-"""Numbers read from text the package does not control: query strings, upstream headers, token answers.
+"""Values read from what the package does not control: numbers in query strings, upstream headers and
+token answers; dotted paths into JSON bodies.
 
 `str.isdigit()` accepts characters such as ``²`` that `int()` refuses, and `int()` and
 `float()` accept the digits of other scripts (``١٢``); no form, URL or HTTP peer means
@@ -47,3 +48,22 @@ def parse_number(value: Any) -> float | None:
 
 def _text(value: str | bytes) -> str:
     return value.decode("latin-1") if isinstance(value, bytes) else value
+
+
+_MISSING = object()
+
+
+def dotted(data: Any, path: str, default: Any = None) -> Any:
+    """The value at a dotted path (``"data.next_cursor"``; a number is a list index) of decoded
+    JSON, or `default` when any step is missing."""
+    value = data
+    for step in path.split("."):
+        if isinstance(value, dict):
+            value = value.get(step, _MISSING)
+        elif isinstance(value, list) and parse_int(step) is not None and parse_int(step) < len(value):
+            value = value[parse_int(step)]
+        else:
+            return default
+        if value is _MISSING:
+            return default
+    return value

@@ -10,7 +10,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "flask_integrations"
 
 #: Layers from the bottom up; a module imports (at run time) only from its own layer or below.
 LAYERS = (
-    ("foundation", ("errors", "clock", "signals", "config", "parsing", "redaction")),
+    ("foundation", ("errors", "clock", "signals", "config", "parsing", "redaction", "auth", "pagination")),
     ("database", ("db",)),
     ("state", ("state",)),
     ("provider kit", ("providers",)),

@@ -14,8 +14,9 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from flask_integrations.cli.retention import TerminalProgress
 from flask_integrations.clock import utcnow
-from flask_integrations.prune import PRUNED_TABLES, TerminalProgress, prune
+from flask_integrations.prune import PRUNED_TABLES, prune
 from flask_integrations.state import current_state
 from tests.conftest import reset_tables
 from tests.helpers.app import db, make_app

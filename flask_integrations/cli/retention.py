@@ -1,14 +1,15 @@
-"""`flask integrations prune`: deleting rows past retention."""
+"""`flask integrations prune`: deleting rows past retention, with its progress on a terminal."""
 
 from __future__ import annotations
 
 import sys
+from typing import TextIO
 
 import click
 import sqlalchemy as sa
 
-from ..prune import PRUNED_TABLES, TerminalProgress, prune, report_lines
-from ..state import current_state
+from ..prune import PRUNED_TABLES, prune
+from ..state import AppState, current_state
 from .group import fail, integrations_cli
 
 
@@ -39,3 +40,41 @@ def prune_command(dry_run: bool, tables: tuple[str, ...]) -> None:
         click.echo("Dry run: nothing was deleted.")
     for line in report_lines(state, deleted, dry_run=dry_run):
         click.echo(line)
+
+
+def report_lines(state: AppState, deleted: dict[str, int], *, dry_run: bool = False) -> list[str]:
+    """An aligned table of rows deleted (or, in a dry run, to delete) per table, with a total."""
+    heading = "would delete" if dry_run else "deleted"
+    rows = [(state.tables[kind].name, f"{count:,}") for kind, count in deleted.items()]
+    rows.append(("total", f"{sum(deleted.values()):,}"))
+    name_width = max(len("table"), *(len(name) for name, _ in rows))
+    count_width = max(len(heading), *(len(count) for _, count in rows))
+    lines = [f"{'table':<{name_width}}  {heading:>{count_width}}"]
+    lines += [f"{name:<{name_width}}  {count:>{count_width}}" for name, count in rows]
+    return lines
+
+
+class TerminalProgress:
+    """A `progress` callback: one line per table on stderr, rewritten after each chunk."""
+
+    def __init__(self, state: AppState, *, dry_run: bool = False, stream: TextIO | None = None):
+        self.state = state
+        self.verb = "counted" if dry_run else "deleted"
+        self.stream = stream if stream is not None else sys.stderr
+        self.kind: str | None = None
+        self.rows = 0
+
+    def __call__(self, kind: str, rows: int) -> None:
+        if kind != self.kind:
+            self.close()
+            self.kind, self.rows = kind, 0
+        self.rows += rows
+        self.stream.write(f"\r{self.state.tables[kind].name}: {self.rows:,} rows {self.verb}")
+        self.stream.flush()
+
+    def close(self) -> None:
+        """End the current table's line."""
+        if self.kind is not None:
+            self.stream.write("\n")
+            self.stream.flush()
+            self.kind = None

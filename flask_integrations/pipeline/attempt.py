@@ -18,13 +18,13 @@ from ..db.statuses import FailureClass
 from ..errors import CircuitOpenError, RateLimitExceeded, StoreUnavailable
 from ..oauth import tokens
 from ..parsing import parse_number
-from ..providers import SupportsIdempotency
 from ..state import AppState
 from . import breaker, classify, idempotency, ratelimit, retry
 from .context import RequestContext, activate, wants_context
-from .http import client, decode, join_url
+from .http import client, decode
 from .outcome import Outcome
 from .record import CallLog, record
+from .wire import build_request, sets_authorization
 
 if TYPE_CHECKING:  # pragma: no cover
     from .builder import RequestBuilder
@@ -170,25 +170,10 @@ def send(
     ctx: RequestContext,
     outcome: Outcome,
 ) -> httpx.Response:
-    url = join_url(provider.base_url, target)
-    is_get = method == "GET"
     outcome.request_data = spec.form if spec.form is not None else spec.data
-    request = client(state).build_request(
-        method,
-        url,
-        params=spec.data if is_get and spec.data is not None else None,
-        json=spec.data if not is_get and spec.data is not None and spec.form is None else None,
-        data=spec.form,
-        headers=spec.headers,
-        timeout=spec.timeout or state.setting("HTTP_TIMEOUT"),
-    )
-    if spec.idempotency_key and isinstance(provider, SupportsIdempotency):
-        request.headers.setdefault("Idempotency-Key", spec.idempotency_key)
-    if "Authorization" not in request.headers:
+    if not sets_authorization(spec):
         outcome.bearer = tokens.bearer_token(provider, spec.integration)
-        if outcome.bearer:
-            request.headers["Authorization"] = f"Bearer {outcome.bearer}"
-    provider.prepare_request(spec.integration, request)
+    request = build_request(state, provider, spec, method, target, outcome.bearer)
     if outcome.bearer and request.headers.get("Authorization") != f"Bearer {outcome.bearer}":
         outcome.bearer = None  # prepare_request put its own credentials: a 401 is not about this token
     return client(state).send(request)

@@ -6,8 +6,13 @@ the `run` function it was made with (`pipeline.call.run`, see `call.request`).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import copy
+import itertools
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
+
+from ..pagination import Page, Pagination
+from ..parsing import dotted
 
 #: What a verb calls: a URL, a path joined to the provider's `base_url`, or a callable wrapping an SDK.
 Target = str | Callable[..., Any] | None
@@ -157,6 +162,57 @@ class RequestBuilder:
             self, method.upper() if method.isalpha() else method, self.endpoint if target is None else target
         )
 
+    def paginate(
+        self,
+        target: str | None = None,
+        items: str | None = None,
+        pages: Pagination | None = None,
+        max_pages: int | None = None,
+    ) -> Iterator[Any]:
+        """Yield the items of every page of a listing (built with `returning(cls)` when set).
+
+        Each page is one GET of `target` (a URL or a path; None: the endpoint label) through the
+        pipeline with this builder's settings: cache, attempts, limits, breaker, one logged row.
+        `items` is a dotted path to the list in the JSON body (None: the body is the list);
+        `pages` a style of `flask_integrations.pagination` (None: one page only); `max_pages`
+        stops after that many pages.
+        """
+        if callable(target):
+            raise ValueError("paginate() needs a URL or a path: a callable pages itself.")
+        style = pages or Pagination()
+        url = self.endpoint if target is None else target
+        params: dict[str, Any] | None = style.first()
+        first_size: int | None = None
+        for number in itertools.count(1):
+            answer = self._page_builder(params, raw=style.needs_response).execute("GET", url)
+            response = answer if style.needs_response else None
+            body = _decoded(answer) if style.needs_response else answer
+            found = body if items is None else dotted(body, items)
+            if found is None:
+                found = []
+            if not isinstance(found, list):
+                where = "the body" if items is None else f"{items!r} in the body"
+                raise ValueError(f"paginate(): {where} of page {number} of {self.endpoint!r} is not a list.")
+            yield from (self.build(item) for item in found)
+            first_size = len(found) if first_size is None else first_size
+            page = Page(params or {}, response, body, found, first_size)
+            next_url = style.next_url(page)
+            if next_url and number != max_pages:
+                url, params = next_url, None
+                continue
+            params = style.next(page)
+            if params is None or number == max_pages:
+                return
+
+    def _page_builder(self, params: dict[str, Any] | None, raw: bool) -> RequestBuilder:
+        """This builder for one page: the page's query over `with_data` (a next-page URL carries its
+        own), the raw response when the style reads it, no `returning` (items are built one by one)."""
+        page = copy.copy(self)
+        page.headers = dict(self.headers)
+        page.data = None if params is None else {**(self.data or {}), **params}
+        page.raw, page.result_class = raw, None
+        return page
+
     def build(self, value: Any) -> Any:
         """Apply `returning(cls)` to a live or cached value."""
         cls = self.result_class
@@ -167,3 +223,13 @@ class RequestBuilder:
         if isinstance(value, dict):
             return cls(**value)
         return cls(value)
+
+
+def _decoded(response: Any) -> Any:
+    """A raw page's body: decoded JSON, else text; None when empty."""
+    if not response.content:
+        return None
+    try:
+        return response.json()
+    except ValueError:
+        return response.text

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import string
 from typing import TYPE_CHECKING, Any, ClassVar
+from urllib.parse import quote
 
+from ..errors import IntegrationsError
 from . import fields
 from .capabilities import OAUTH_TOKEN_FIELDS, OAuth2
 
@@ -27,10 +30,13 @@ class Provider:
     credential_class: ClassVar[type | None] = None
     #: a dataclass the metadata is validated against; None = any dict
     metadata_class: ClassVar[type | None] = None
-    #: the URL that path targets (``.get("/items")``) are joined to
+    #: the URL that path targets (``.get("/items")``) are joined to; ``{field}`` placeholders are
+    #: filled per integration from its credentials, then its metadata (``https://{subdomain}.x.com``)
     base_url: ClassVar[str | None] = None
     #: requests per minute across all processes, or None for no limit
     rate_limit: ClassVar[int | None] = None
+    #: how URL calls authenticate: a scheme of `flask_integrations.auth` (`Bearer("api_key")`, ...)
+    auth: ClassVar[Any] = None
 
     #: set by the registry: the key this provider is registered under
     key: str = ""
@@ -38,6 +44,21 @@ class Provider:
     def display_name(self) -> str:
         """`name`, else the class name."""
         return self.name or type(self).__name__
+
+    def base_url_for(self, integration: Any) -> str | None:
+        """`base_url` with its ``{field}`` placeholders filled from the integration's credentials,
+        then its metadata, each value URL-quoted."""
+        names = placeholders(self.base_url)
+        if not names:
+            return self.base_url
+        values = {**(integration.metadata or {}), **integration.credentials_dict()}
+        missing = [name for name in names if values.get(name) in (None, "")]
+        if missing:
+            raise IntegrationsError(
+                f"Integration {integration.id} has no {missing[0]!r} for the provider's base_url "
+                f"{self.base_url!r}: set it in its credentials or metadata."
+            )
+        return self.base_url.format_map({name: quote(str(values[name]), safe="") for name in names})
 
     def prepare_request(self, integration: Any, request: httpx.Request) -> None:
         """Add auth headers (or anything else) to an outgoing URL call, in place.
@@ -62,3 +83,10 @@ class Provider:
         return fields.validate(
             f"metadata for provider {self.key!r}", metadata, fields.field_specs(self.metadata_class)
         )
+
+
+def placeholders(template: str | None) -> list[str]:
+    """The ``{field}`` names of a `base_url` template."""
+    if not template:
+        return []
+    return [name for _, name, _, _ in string.Formatter().parse(template) if name]

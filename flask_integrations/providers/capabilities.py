@@ -6,8 +6,12 @@ them; registration refuses a provider that declares a capability without its met
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, ClassVar
+
+from ..parsing import dotted
+from .handlers import bound_handlers
 
 if TYPE_CHECKING:  # pragma: no cover
     from flask import Request
@@ -39,6 +43,10 @@ class _Syncs:
         present = [v for v in values if v is not None]
         return max(present) if present else None
 
+    def sync_item_handler(self, event: str) -> Callable[..., Any] | None:
+        """The `@on_sync_item` method of this provider for `event`, bound, or None."""
+        return bound_handlers(self, "sync_item").get(event)
+
 
 class ScheduledSync(_Syncs):
     """Runs `sync(integration, session)` on a schedule (every `sync_interval` minutes)."""
@@ -57,24 +65,45 @@ class IncrementalSync(_Syncs):
 
 
 class HandlesWebhooks:
-    """Receives webhooks on the ``{prefix}/<provider>/webhook`` routes."""
+    """Receives webhooks on the ``{prefix}/<provider>/webhook`` routes.
+
+    Declare what most providers need instead of writing it: `webhook_verifier` (a verifier of
+    `flask_integrations.webhooks`: `Hmac`, `StandardWebhooks`) instead of `verify_webhook()`,
+    `webhook_event_key` / `webhook_delivery_key` instead of `webhook_event()` /
+    `webhook_delivery_id()`, and ``@on_webhook(event)`` methods instead of `webhook_handlers()`.
+    """
+
+    #: checks each delivery's signature (with the integration's credentials)
+    webhook_verifier: ClassVar[Any] = None
+    #: where a delivery says its event: a dotted path into the JSON body, or ``"header:Name"``
+    webhook_event_key: ClassVar[str | None] = None
+    #: where a delivery says its id (used to drop redeliveries), in the same form
+    webhook_delivery_key: ClassVar[str | None] = None
 
     def verify_webhook(self, integration: Integration | None, request: Request) -> bool:
         """True when the request is authentic (its signature checks out). `integration` is None
-        on the generic route unless `resolve_webhook_integration` found one."""
-        raise NotImplementedError(f"{type(self).__name__} must define verify_webhook()")
+        on the generic route unless `resolve_webhook_integration` found one. The default asks
+        `webhook_verifier`."""
+        if self.webhook_verifier is None:
+            raise NotImplementedError(
+                f"{type(self).__name__} must define verify_webhook() or webhook_verifier"
+            )
+        return self.webhook_verifier.verify(integration, request)
 
     def webhook_event(self, request: Request) -> str | None:
-        """The event type of a delivery, used to route it to a handler."""
-        return None
+        """The event type of a delivery, used to route it to a handler (default: `webhook_event_key`)."""
+        return read_key(request, self.webhook_event_key)
 
     def webhook_delivery_id(self, request: Request) -> str | None:
-        """The provider's id of a delivery, used to drop redeliveries (None: no deduplication)."""
-        return None
+        """The provider's id of a delivery, used to drop redeliveries (None: no deduplication;
+        default: `webhook_delivery_key`)."""
+        return read_key(
+            request, self.webhook_delivery_key or getattr(self.webhook_verifier, "delivery_key", None)
+        )
 
     def webhook_handlers(self) -> dict[str, WebhookHandler]:
-        """``{event type: handler(integration, webhook)}``."""
-        return {}
+        """``{event type: handler(integration, webhook)}`` (default: the `@on_webhook` methods)."""
+        return bound_handlers(self, "webhook")
 
     def handle_webhook(self, integration: Integration | None, webhook: IntegrationWebhook) -> Any:
         """Fallback for events without a handler in `webhook_handlers()`; the default has none
@@ -90,12 +119,39 @@ class HandlesWebhooks:
 NO_HANDLER = object()
 
 
+def read_key(request: Request, key: str | None) -> str | None:
+    """The value a `webhook_event_key` / `webhook_delivery_key` names in a delivery, as text."""
+    if not key:
+        return None
+    if key.startswith("header:"):
+        return request.headers.get(key.removeprefix("header:")) or None
+    try:
+        body = json.loads(request.get_data())
+    except ValueError:
+        return None
+    value = dotted(body, key)
+    return None if value is None or isinstance(value, dict | list) else str(value)
+
+
 class HasHealthCheck:
-    """`health_check(integration) -> bool`, run by `flask integrations test`, install and the dashboard."""
+    """`health_check(integration) -> bool`, run by `flask integrations test`, install and the dashboard.
+
+    Declare `health_check_endpoint` instead of writing it: the check then GETs that path
+    through the pipeline (one attempt, no cache), and is healthy on a 2xx answer.
+    """
+
+    #: a path (or URL) whose 2xx answer means the integration is healthy
+    health_check_endpoint: ClassVar[str | None] = None
 
     def health_check(self, integration: Integration) -> bool:
         """True when the integration can reach its upstream with its credentials."""
-        raise NotImplementedError(f"{type(self).__name__} must define health_check(integration)")
+        endpoint = self.health_check_endpoint
+        if endpoint is None:
+            raise NotImplementedError(
+                f"{type(self).__name__} must define health_check() or health_check_endpoint"
+            )
+        response = integration.at(endpoint).with_attempts(1).raw_response().get(endpoint)
+        return 200 <= response.status_code < 300
 
 
 class OAuth2:
@@ -148,11 +204,14 @@ class SupportsIdempotency:
     """Marker: the upstream dedupes by an idempotency header set from `ctx.idempotency_key`."""
 
 
-#: Methods a provider must define for each capability it declares.
-REQUIRED_METHODS: dict[type, tuple[str, ...]] = {
-    ScheduledSync: ("sync",),
-    IncrementalSync: ("sync_incremental",),
-    HandlesWebhooks: ("verify_webhook",),
-    HasHealthCheck: ("health_check",),
-    OAuth2: ("authorization_url", "exchange_code", "refresh_token", "revoke_token"),
+#: What a provider must define for each capability it declares: each method, or (where a
+#: declaration can stand in for it) the class attribute named beside it.
+REQUIRED_METHODS: dict[type, tuple[tuple[str, str | None], ...]] = {
+    ScheduledSync: (("sync", None),),
+    IncrementalSync: (("sync_incremental", None),),
+    HandlesWebhooks: (("verify_webhook", "webhook_verifier"),),
+    HasHealthCheck: (("health_check", "health_check_endpoint"),),
+    OAuth2: tuple(
+        (name, None) for name in ("authorization_url", "exchange_code", "refresh_token", "revoke_token")
+    ),
 }

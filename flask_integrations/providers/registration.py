@@ -7,10 +7,12 @@ import re
 from importlib import import_module
 from typing import Any
 
+from ..auth import AuthScheme
 from ..errors import ConfigurationError
 from . import fields
-from .base import Provider
+from .base import Provider, placeholders
 from .capabilities import REQUIRED_METHODS
+from .handlers import handler_methods
 
 PROVIDER_KEY = re.compile(r"^[a-z0-9_-]+$")
 #: Provider keys the package's own routes use.
@@ -26,13 +28,7 @@ def check_provider_class(key: str, cls: Any, setting: str = "INTEGRATIONS_PROVID
         raise ConfigurationError(f"Provider key {key!r} in {setting} is reserved for the package's routes.")
     if not (isinstance(cls, type) and issubclass(cls, Provider)):
         raise ConfigurationError(f"{where} is not a subclass of flask_integrations.Provider.")
-    for mixin, methods in REQUIRED_METHODS.items():
-        if issubclass(cls, mixin):
-            missing = [m for m in methods if getattr(cls, m) is getattr(mixin, m)]
-            if missing:
-                raise ConfigurationError(
-                    f"{where} declares {mixin.__name__} but does not define {', '.join(missing)}()."
-                )
+    _check_capabilities(cls, where)
     for attr in ("credential_class", "metadata_class"):
         value = getattr(cls, attr)
         if value is not None and not dataclasses.is_dataclass(value):
@@ -52,6 +48,60 @@ def check_provider_class(key: str, cls: Any, setting: str = "INTEGRATIONS_PROVID
         isinstance(cls.base_url, str) and cls.base_url.startswith(("http://", "https://"))
     ):
         raise ConfigurationError(f"{where}.base_url must be an http(s) URL or None.")
+    _check_declarations(cls, where)
+
+
+def _check_capabilities(cls: type, where: str) -> None:
+    """Each declared capability's methods are defined, or declared by the attribute that stands in."""
+    for mixin, requirements in REQUIRED_METHODS.items():
+        if not issubclass(cls, mixin):
+            continue
+        missing = [
+            f"{method}()" + (f" (or declare {declaration})" if declaration else "")
+            for method, declaration in requirements
+            if getattr(cls, method) is getattr(mixin, method)
+            and (declaration is None or getattr(cls, declaration, None) is None)
+        ]
+        if missing:
+            raise ConfigurationError(
+                f"{where} declares {mixin.__name__} but does not define {', '.join(missing)}."
+            )
+
+
+def _check_declarations(cls: type, where: str) -> None:
+    """`base_url` placeholders, `auth` and `webhook_verifier` name fields the provider declares;
+    no event has two handler methods."""
+    credential_fields = _field_names(cls.credential_class)
+    for name in placeholders(cls.base_url):
+        if name not in credential_fields | _field_names(cls.metadata_class):
+            raise ConfigurationError(
+                f"{where}.base_url names {{{name}}}, "
+                "which is no field of its credential_class or metadata_class."
+            )
+    scheme = getattr(cls, "auth", None)
+    if scheme is not None and not isinstance(scheme, AuthScheme):
+        raise ConfigurationError(
+            f"{where}.auth must be a scheme of flask_integrations.auth (Bearer, Header, ...)."
+        )
+    verifier = getattr(cls, "webhook_verifier", None)
+    for declared, names in (
+        ("auth", getattr(scheme, "fields", ())),
+        ("webhook_verifier", getattr(verifier, "fields", ())),
+    ):
+        unknown = [
+            name for name in names if cls.credential_class is not None and name not in credential_fields
+        ]
+        if unknown:
+            raise ConfigurationError(
+                f"{where}.{declared} reads credential {unknown[0]!r}, "
+                "which is no field of its credential_class."
+            )
+    for kind in ("webhook", "sync_item"):
+        handler_methods(cls, kind)  # raises on an event claimed twice
+
+
+def _field_names(cls: type | None) -> set[str]:
+    return set(fields.field_specs(cls) or {})
 
 
 def load_provider(key: str, target: Any) -> Any:

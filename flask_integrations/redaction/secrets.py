@@ -61,13 +61,23 @@ def integration_secrets(integration: Any) -> tuple[str, ...]:
     if known is not None and known[0] == token:
         return known[1]
     try:
-        secrets = tuple(credential_secrets(integration.credentials_dict()))
+        credentials = integration.credentials_dict()
     except Exception:  # noqa: BLE001
         return ()
+    secrets = tuple(credential_secrets(credentials) + _derived_secrets(integration, credentials))
     if token is not None:
         with contextlib.suppress(AttributeError):  # an object that takes no new attributes: no cache
             setattr(integration, _CACHE_ATTRIBUTE, (token, secrets))
     return secrets
+
+
+def _derived_secrets(integration: Any, credentials: Mapping[str, Any]) -> list[str]:
+    """What the provider's auth scheme derives from the credentials (a Basic header's base64)."""
+    try:
+        scheme = getattr(integration.provider_instance, "auth", None)
+        return [s for s in scheme.secrets(credentials) if isinstance(s, str)] if scheme is not None else []
+    except Exception:  # noqa: BLE001 - an unregistered provider: its credentials are scrubbed all the same
+        return []
 
 
 def credential_secrets(credentials: Mapping[str, Any] | None) -> list[str]:

@@ -90,13 +90,7 @@ def process_sync_items(item_ids: list[int]) -> dict[str, int]:
         integrations[row.integration_id] = integration
         with operation_context(integration, "sync"):
             try:
-                handler = handlers.get(row.event_class)
-                if handler is None:
-                    raise UnknownSyncEvent(
-                        f"no sync handler is registered for event {row.event_class!r}; register one with "
-                        "@integrations.sync_handler(...) in a module the worker imports"
-                    )
-                handler(integration, row.payload)
+                handler_for(state, integration, row.event_class, handlers)(integration, row.payload)
                 session.commit()
                 succeeded.append(row.id)
                 outcome[ItemStatus.SUCCESS] += 1
@@ -113,6 +107,20 @@ def process_sync_items(item_ids: list[int]) -> dict[str, int]:
     for log_id in sorted({row.sync_log_id for row in rows if row.sync_log_id is not None}):
         maybe_finalise(state, log_id)
     return outcome
+
+
+def handler_for(state: AppState, integration: Integration, event: str, handlers: dict[str, Any]) -> Any:
+    """The handler of an item: its provider's `@on_sync_item` method, else `@integrations.sync_handler`."""
+    provider = state.providers.get(integration.provider)
+    method = provider.sync_item_handler(event) if hasattr(provider, "sync_item_handler") else None
+    handler = method or handlers.get(event)
+    if handler is None:
+        raise UnknownSyncEvent(
+            f"no sync handler is registered for event {event!r}: give the provider an "
+            f"@on_sync_item({event!r}) method, or register one with @integrations.sync_handler(...) "
+            "in a module the worker imports"
+        )
+    return handler
 
 
 def items_abandoned(item_ids: list[int]) -> int:

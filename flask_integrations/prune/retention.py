@@ -1,4 +1,4 @@
-"""Retention: delete old rows in short, chunked transactions (`flask integrations prune`).
+"""Retention: delete old rows in short, chunked transactions (`prune()`, `flask integrations prune`).
 
 Each table is walked once in primary-key order. A chunk is the next
 `chunk_size` rows that match the table's retention rule after the last id
@@ -11,17 +11,16 @@ timestamps.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
-from typing import Any, TextIO
+from typing import Any
 
 import sqlalchemy as sa
 from flask import Flask
 
-from .clock import utcnow
-from .db.statuses import DONE_ITEM_STATUSES, DONE_WEBHOOK_STATUSES
-from .state import AppState
+from ..clock import utcnow
+from ..db.statuses import DONE_ITEM_STATUSES, DONE_WEBHOOK_STATUSES
+from ..state import AppState
 
 #: The tables `prune` handles, in the order it handles them (sync items before the logs they point to).
 PRUNED_TABLES = ("requests", "idempotency_keys", "sync_items", "webhooks", "logs")
@@ -69,44 +68,6 @@ def retention_rule(table: sa.Table, kind: str, cutoff: datetime) -> sa.ColumnEle
     if kind == "webhooks":
         return sa.and_(table.c.status.in_(DONE_WEBHOOK_STATUSES), table.c.created_at < cutoff)
     return table.c.created_at < cutoff
-
-
-def report_lines(state: AppState, deleted: dict[str, int], *, dry_run: bool = False) -> list[str]:
-    """An aligned table of rows deleted (or, in a dry run, to delete) per table, with a total."""
-    heading = "would delete" if dry_run else "deleted"
-    rows = [(state.tables[kind].name, f"{count:,}") for kind, count in deleted.items()]
-    rows.append(("total", f"{sum(deleted.values()):,}"))
-    name_width = max(len("table"), *(len(name) for name, _ in rows))
-    count_width = max(len(heading), *(len(count) for _, count in rows))
-    lines = [f"{'table':<{name_width}}  {heading:>{count_width}}"]
-    lines += [f"{name:<{name_width}}  {count:>{count_width}}" for name, count in rows]
-    return lines
-
-
-class TerminalProgress:
-    """A `progress` callback: one line per table on stderr, rewritten after each chunk."""
-
-    def __init__(self, state: AppState, *, dry_run: bool = False, stream: TextIO | None = None):
-        self.state = state
-        self.verb = "counted" if dry_run else "deleted"
-        self.stream = stream if stream is not None else sys.stderr
-        self.kind: str | None = None
-        self.rows = 0
-
-    def __call__(self, kind: str, rows: int) -> None:
-        if kind != self.kind:
-            self.close()
-            self.kind, self.rows = kind, 0
-        self.rows += rows
-        self.stream.write(f"\r{self.state.tables[kind].name}: {self.rows:,} rows {self.verb}")
-        self.stream.flush()
-
-    def close(self) -> None:
-        """End the current table's line."""
-        if self.kind is not None:
-            self.stream.write("\n")
-            self.stream.flush()
-            self.kind = None
 
 
 def _prune_table(
