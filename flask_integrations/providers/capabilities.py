@@ -10,6 +10,7 @@ import json
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from ..errors import IntegrationHTTPError
 from ..parsing import dotted
 from .handlers import bound_handlers
 
@@ -150,7 +151,10 @@ class HasHealthCheck:
             raise NotImplementedError(
                 f"{type(self).__name__} must define health_check() or health_check_endpoint"
             )
-        response = integration.at(endpoint).with_attempts(1).raw_response().get(endpoint)
+        try:
+            response = integration.at(endpoint).with_attempts(1).raw_response().get(endpoint)
+        except IntegrationHTTPError:
+            return False
         return 200 <= response.status_code < 300
 
 

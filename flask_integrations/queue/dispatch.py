@@ -52,7 +52,7 @@ def enqueue(
 
 def dispatch(jobs: list[QueuedJob]) -> None:
     """Hand committed jobs to RQ or to the embedded runner; never raises."""
-    embedded_jobs = []
+    embedded_jobs, delayed = [], []
     groups: dict[tuple[str, str, str], list[QueuedJob]] = {}
     for job in jobs:
         if job.redis_url and job.group and job.delay is None:
@@ -63,7 +63,10 @@ def dispatch(jobs: list[QueuedJob]) -> None:
             embedded_jobs.append(job)
         else:
             logger.debug("flask-integrations: delayed job %r left for the recovery sweep", job)
+            delayed.append(job)
     for grouped in groups.values():
         redis_mode.enqueue_group(grouped)
+    if delayed:
+        embedded.runner.hold_delayed(delayed)
     if embedded_jobs:
         embedded.runner.submit(embedded_jobs)

@@ -5,12 +5,16 @@ Each job runs in a fresh app context; inside a request, after the response is se
 `test_request_context()`, counts as no request.) RQ's ``is_async=False`` is not used:
 it ignores retries and leaves delayed jobs scheduled forever. Delayed jobs are not run
 (nor slept): their rows wait, and the recovery commands run them once the delay has passed.
+The runner keeps the latest of them (a bounded list) so that a test can run them at once:
+``run_queued_jobs(include_delayed=True)``. Each job checks its row's state, so a delayed job
+run by both a test and a sweep does its work once.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,6 +27,8 @@ logger = logging.getLogger("flask_integrations")
 
 _REQUEST_KEY = "_flask_integrations_jobs"
 _DISPATCHING = "flask_integrations.dispatching"
+#: Delayed jobs kept for `run_queued_jobs(include_delayed=True)`; older ones are left to the sweeps.
+MAX_DELAYED = 10_000
 
 
 @dataclass(eq=False)
@@ -41,6 +47,7 @@ class EmbeddedRunner:
 
     def __init__(self) -> None:
         self._held: list[QueuedJob] = []
+        self._delayed: deque[QueuedJob] = deque(maxlen=MAX_DELAYED)
         self._lock = threading.Lock()
         self._local = threading.local()
 
@@ -56,6 +63,11 @@ class EmbeddedRunner:
             holder.jobs.extend(jobs)
             return
         self.run(jobs)
+
+    def hold_delayed(self, jobs: list[QueuedJob]) -> None:
+        """Keep delayed jobs (the sweeps run them when due) for `run_all(include_delayed=True)`."""
+        with self._lock:
+            self._delayed.extend(jobs)
 
     def held(self) -> list[QueuedJob]:
         with self._lock:
@@ -87,8 +99,18 @@ class EmbeddedRunner:
             self._local.pending = None
         return ran
 
-    def run_all(self) -> int:
-        return self.run(self.held())
+    def run_all(self, include_delayed: bool = False) -> int:
+        """Run the held jobs; with `include_delayed`, delayed ones too, at once, and again until
+        no job (a retry of a retry included) is left. Returns how many ran."""
+        ran = self.run(self.held())
+        while include_delayed:
+            with self._lock:
+                delayed, self._delayed = list(self._delayed), deque(maxlen=MAX_DELAYED)
+                self._held.extend(delayed)
+            if not delayed:
+                return ran
+            ran += self.run(delayed) + self.run(self.held())
+        return ran
 
     @staticmethod
     def _run_one(job: QueuedJob) -> None:
@@ -128,9 +150,13 @@ def run_request_leftovers(exc: BaseException | None = None) -> None:
 runner = EmbeddedRunner()
 
 
-def run_queued_jobs() -> int:
-    """Run every job the embedded runner holds now (for tests); returns how many ran."""
-    return runner.run_all()
+def run_queued_jobs(include_delayed: bool = False) -> int:
+    """Run every job the embedded runner holds now (for tests); returns how many ran.
+
+    With `include_delayed`, delayed retries (of sync items and webhooks) run at once too,
+    until none is left: a handler that keeps failing runs until it is out of tries.
+    """
+    return runner.run_all(include_delayed)
 
 
 def init_app(app: Flask) -> None:

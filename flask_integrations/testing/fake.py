@@ -1,7 +1,10 @@
 """`integrations.fake(...)`: answer outbound calls from a table instead of calling out.
 
 A faked call records itself and returns the configured answer; it touches no
-rate limit, cache, breaker, health or database row.
+rate limit, cache, breaker, health or database row. Failed answers are retried as the
+pipeline would retry them (its attempts and rules), without waiting. A URL call is built as a real one
+would be (templated `base_url`, an `OAuth2` bearer from the stored token, `auth`,
+`prepare_request`), so `call.headers` holds what would go on the wire.
 """
 
 from __future__ import annotations
@@ -15,6 +18,10 @@ from typing import Any
 import httpx
 
 from ..errors import IntegrationHTTPError
+from ..pipeline import retry
+from ..pipeline.wire import build_request
+from ..providers import OAuth2
+from ..state import current_state
 
 Responses = dict[str, Any]
 
@@ -58,7 +65,8 @@ class ResponseSequence:
 
 @dataclass(frozen=True)
 class RecordedCall:
-    """One call a faked pipeline received."""
+    """One call a faked pipeline received; `headers` (case-insensitive) are those a real call
+    would send, auth included."""
 
     integration_id: int
     method: str
@@ -66,8 +74,9 @@ class RecordedCall:
     target: str | None
     data: Any
     form: Any
-    headers: dict[str, str]
+    headers: httpx.Headers
     idempotency_key: str | None
+    attempt: int = 1
 
 
 def _split(pattern: str) -> tuple[str | None, str]:
@@ -129,6 +138,32 @@ class Fake:
     # -- answering -------------------------------------------------------------------------
 
     def answer(self, spec: Any, method: str, target: Any) -> Any:
+        """The answer to a call, attempted again (at once) where the pipeline would retry."""
+        state = current_state()
+        provider = state.provider(spec.integration.provider)
+        max_attempts = spec.attempts or retry.default_attempts(method)
+        attempt = 1
+        while True:
+            try:
+                return self._answer_once(spec, method, target, attempt)
+            except UnexpectedRequest:
+                raise
+            except Exception as exc:
+                http = isinstance(exc, IntegrationHTTPError)
+                delay = retry.retry_delay(
+                    attempt=attempt,
+                    max_attempts=max_attempts,
+                    status=exc.status_code if http else None,
+                    exc=None if http else exc,
+                    provider=provider,
+                    retry_after_max=state.setting("RETRY_AFTER_MAX"),
+                    response=exc.response if http else None,
+                )
+                if delay is None:
+                    raise
+                attempt += 1
+
+    def _answer_once(self, spec: Any, method: str, target: Any, attempt: int) -> Any:
         call = RecordedCall(
             integration_id=spec.integration.id,
             method=method,
@@ -136,8 +171,9 @@ class Fake:
             target=target if isinstance(target, str) else None,
             data=spec.data,
             form=spec.form,
-            headers=dict(spec.headers),
+            headers=wire_headers(spec, method, target),
             idempotency_key=spec.idempotency_key,
+            attempt=attempt,
         )
         self.calls.append(call)
         answer = self._lookup(call)
@@ -209,6 +245,20 @@ class Fake:
 
     def _summary(self) -> str:
         return ", ".join(f"{c.method} {c.endpoint}" for c in self.calls) or "none"
+
+
+def wire_headers(spec: Any, method: str, target: Any) -> httpx.Headers:
+    """The headers a real call would send: the caller's, then what `auth` and `prepare_request`
+    add (a callable target is no HTTP request: the caller's headers only). No token is refreshed."""
+    if not isinstance(target, str):
+        return httpx.Headers(spec.headers)
+    state = current_state()
+    integration = spec.integration
+    provider = state.provider(integration.provider)
+    if not target.startswith(("http://", "https://")) and provider.base_url is None:
+        target = "http://faked.invalid/" + target.lstrip("/")  # an endpoint label, as fakes allow
+    bearer = integration.credentials_dict().get("access_token") if isinstance(provider, OAuth2) else None
+    return build_request(state, provider, spec, method, target, bearer or None).headers
 
 
 def _wants_call(fn: Callable[..., Any]) -> bool:
