@@ -16,15 +16,20 @@ class ConfigurationError(IntegrationsError):
 class ValidationError(IntegrationsError, ValueError):
     """Credentials, metadata or another input failed validation.
 
-    `errors` maps each bad field to what is wrong with it. Values are never
+    ``ValidationError(subject, errors)``: `subject` says what was checked
+    (``"credentials for provider 'acme'"``) and `errors` maps each bad field to
+    what is wrong with it (``{"api_key": "must start with sk_"}``); the message
+    reads ``Invalid credentials for provider 'acme': api_key: must start with sk_``.
+    A subject already starting with "Invalid" is kept as it is. Values are never
     included, so the message is safe to log even for credential fields.
     """
 
-    def __init__(self, subject: str, errors: dict[str, str]):
+    def __init__(self, subject: str, errors: dict[str, str] | None = None):
         self.subject = subject
-        self.errors = dict(errors)
+        self.errors = dict(errors or {})
         detail = "; ".join(f"{field}: {problem}" for field, problem in sorted(self.errors.items()))
-        super().__init__(f"Invalid {subject}: {detail}")
+        head = subject if subject[:8].lower() == "invalid " else f"Invalid {subject}"
+        super().__init__(f"{head}: {detail}" if detail else head.rstrip(".") + ".")
 
 
 class CredentialsDecryptionError(IntegrationsError):

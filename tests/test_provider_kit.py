@@ -673,3 +673,13 @@ def test_fakes_retry_what_the_pipeline_would_retry_without_waiting(kit_app):
             ("POST", "flaky", 1),
             ("GET", "missing", 1),
         ]
+
+
+def test_validation_error_reads_well_however_it_is_built():
+    error = fi.ValidationError("credentials for provider 'tasks'", {"api_key": "must start with tk_"})
+    assert str(error) == "Invalid credentials for provider 'tasks': api_key: must start with tk_"
+    assert error.errors == {"api_key": "must start with tk_"}
+    assert str(fi.ValidationError("Invalid credentials: the key was revoked")) == (
+        "Invalid credentials: the key was revoked."
+    )
+    assert fi.ValidationError("metadata").errors == {}

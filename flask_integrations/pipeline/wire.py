@@ -23,7 +23,7 @@ def build_request(
     request = client(state).build_request(
         method,
         join_url(provider.base_url_for(integration), target),
-        params=spec.data if is_get and spec.data is not None else None,
+        params=query(spec.data) if is_get and spec.data is not None else None,
         json=spec.data if not is_get and spec.data is not None and spec.form is None else None,
         data=spec.form,
         headers=spec.headers,
@@ -37,6 +37,13 @@ def build_request(
         provider.auth.apply(request, integration.credentials_dict(), integration.id)
     provider.prepare_request(integration, request)
     return request
+
+
+def query(data: Any) -> Any:
+    """A GET's query: a None value is left out (``with_data({"since": cursor})`` on a first run)."""
+    if isinstance(data, dict):
+        return {key: value for key, value in data.items() if value is not None}
+    return data
 
 
 def sets_authorization(spec: RequestBuilder) -> bool:

@@ -192,6 +192,8 @@ class Fake:
                     answer.status, response, f"{method} {spec.endpoint} answered HTTP {answer.status}."
                 )
             return response if spec.raw else spec.build(answer.json)
+        if spec.raw:  # a plain value answers a `raw_response()` call as a 200 with that JSON body
+            return FakeResponse(200, answer).to_httpx(method, call.target or spec.endpoint)
         return spec.build(answer)
 
     def _lookup(self, call: RecordedCall) -> Any:
