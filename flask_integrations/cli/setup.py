@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 from flask import current_app
@@ -128,48 +129,110 @@ def _module_path(directory: Path, name: str) -> str | None:
     return ".".join(parts) if all(part.isidentifier() for part in parts) else None
 
 
+class SyncStyle(click.Choice):
+    """`--sync full|incremental`; a bare `--sync` (the flag of earlier releases) names the choices."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if value == "":
+            self.fail(f"it needs a value, one of {', '.join(map(repr, self.choices))}", param, ctx)
+        return super().convert(value, param, ctx)
+
+
 @integrations_cli.command("make-provider", with_appcontext=False)
 @click.argument("name")
-@click.option("--sync", is_flag=True, help="Scheduled sync (ScheduledSync.sync).")
-@click.option("--webhooks", is_flag=True, help="Webhook receiver (HandlesWebhooks.verify_webhook).")
-@click.option("--oauth", is_flag=True, help="OAuth2 authorization-code flow (OAuth2).")
-@click.option("--health-check", is_flag=True, help="Health check (HasHealthCheck.health_check).")
+@click.option(
+    "--sync",
+    type=SyncStyle(scaffold.SYNC_STYLES),
+    is_flag=False,
+    flag_value="",
+    default=None,
+    help="A sync: 'full' (ScheduledSync.sync, every record each run) or 'incremental' "
+    "(IncrementalSync.sync_incremental, what changed since the cursor).",
+)
+@click.option("--webhooks", is_flag=True, help="A webhook receiver: HMAC-signed deliveries, one handler.")
+@click.option("--health-check", is_flag=True, help="A health check: GET /me.")
+@click.option("--oauth", is_flag=True, help="The OAuth2 authorization-code flow instead of an API key.")
 @click.option(
     "--path",
     "directory",
     default="providers",
     show_default=True,
+    metavar="DIR",
     type=click.Path(file_okay=False, path_type=Path),
     help="Directory of the new module, relative to the current directory.",
 )
+@click.option(
+    "--tests-path",
+    "tests_directory",
+    default="tests",
+    show_default=True,
+    metavar="DIR",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Directory of its tests, relative to the current directory (not to --path).",
+)
 def make_provider(
-    name: str, sync: bool, webhooks: bool, oauth: bool, health_check: bool, directory: Path
+    name: str,
+    sync: str | None,
+    webhooks: bool,
+    health_check: bool,
+    oauth: bool,
+    directory: Path,
+    tests_directory: Path,
 ) -> None:
-    """Write a new provider module DIR/NAME.py to fill in (never overwrites a file).
+    """Write a provider module DIR/NAME.py and its tests (never overwrites a file).
 
     NAME is the provider key and module name (^[a-z][a-z0-9_]*$); the class is
-    NAME in CamelCase. Each chosen capability gets stubs that raise
-    NotImplementedError with a TODO.
+    NAME in CamelCase. The provider is declared with the provider kit: its API
+    key goes out as a bearer token (with --oauth, the OAuth2 access token does),
+    and each option adds a capability. Handlers are methods of the provider that
+    log what arrives: fill in their TODOs to store it in the app's tables.
+
+    The tests go to tests/test_NAME.py under the current directory, wherever
+    --path puts the module (--tests-path to change it), and pass as written
+    against fakes: run them with `python -m pytest` from the current directory.
     """
     problem = scaffold.check_name(name)
     if problem:
         fail(problem)
     target = directory / f"{name}.py"
+    test_target = tests_directory / f"test_{name}.py"
     module = _module_path(directory, name)
     capabilities = scaffold.Capabilities(sync=sync, webhooks=webhooks, oauth=oauth, health_check=health_check)
-    source = scaffold.render(name, capabilities, module)
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-        with target.open("x", encoding="utf-8") as handle:
-            handle.write(source)
-    except FileExistsError:
-        fail(f"{target} already exists; not overwriting it.")
-    except OSError as exc:
-        fail(f"Cannot write {target}: {exc.strerror or exc}.")
+    source = scaffold.render(name, capabilities, module, test_path=str(test_target))
+    test_source = scaffold.render_test(name, capabilities, module)
+    for path in (target, test_target):
+        if path.exists():
+            fail(f"{path} already exists; not overwriting it.")
+    written: list[Path] = []
+    for path, text in ((target, source), (test_target, test_source)):
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with path.open("x", encoding="utf-8") as handle:
+                written.append(path)
+                handle.write(text)
+        except OSError as exc:
+            _remove(written)  # all or nothing
+            if isinstance(exc, FileExistsError) and exc.filename == str(path):
+                fail(f"{path} already exists; not overwriting it.")
+            fail(f"Cannot write {path}: {exc.strerror or exc}.")
     class_name = scaffold.class_name(name)
     click.echo(f"Created {target}")
+    click.echo(f"Created {test_target}")
     click.echo("Add it to INTEGRATIONS_PROVIDERS in the app's config:")
     click.echo(f'    "{name}": "{module or "<module>"}:{class_name}",')
     if module is None:
-        click.echo(f"where <module> is the import path of {target}.")
-    click.echo("Then fill in its TODOs.")
+        click.echo(f"where <module> is the import path of {target} (its test imports it as {name!r}).")
+    handlers = scaffold.handler_names(capabilities)
+    if handlers:
+        methods = ", ".join(f"{handler}()" for handler in handlers)
+        click.echo(f"Its handlers are methods of {class_name} in {target}: {methods}.")
+        click.echo("Fill in their TODOs to store what arrives in the app's tables.")
+    else:
+        click.echo(f"Then fill in its TODOs in {target}.")
+    click.echo(f"Run its tests: python -m pytest {test_target}")
+
+
+def _remove(paths: list[Path]) -> None:
+    """Take back the files this command wrote before it failed."""
+    for path in paths:
+        path.unlink(missing_ok=True)

@@ -19,7 +19,7 @@ import httpx
 
 from ..errors import IntegrationHTTPError
 from ..pipeline import retry
-from ..pipeline.wire import build_request
+from ..pipeline.wire import build_request, query
 from ..providers import OAuth2
 from ..state import current_state
 
@@ -169,7 +169,7 @@ class Fake:
             method=method,
             endpoint=spec.endpoint,
             target=target if isinstance(target, str) else None,
-            data=spec.data,
+            data=query(spec.data) if method == "GET" and spec.data is not None else spec.data,
             form=spec.form,
             headers=wire_headers(spec, method, target),
             idempotency_key=spec.idempotency_key,
