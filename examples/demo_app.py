@@ -9,6 +9,16 @@ other server) and serves a fake JSON API on 127.0.0.1 that stands in for the
 providers' upstream, so you can run health checks, make the upstream fail and
 watch health degrade. Nothing leaves 127.0.0.1.
 
+The `flask` command loads the same app, without serving the fake upstream:
+
+    flask --app examples/demo_app integrations list
+    flask --app examples/demo_app integrations health
+    flask --app examples/demo_app integrations test     # calls the upstream of a running demo
+
+A command that calls out reaches the upstream of a running `python examples/demo_app.py`
+(each integration's metadata names its port) and fails clearly when none runs. Set
+`DEMO_INSTANCE_PATH` (or `--instance-path`) to keep the database and keys elsewhere.
+
 Read it top to bottom: the fake upstream, the two providers, the app.
 """
 
@@ -18,6 +28,7 @@ import argparse
 import dataclasses
 import json
 import os
+import re
 import secrets
 import sys
 import threading
@@ -50,8 +61,12 @@ from flask_integrations import (
     IncrementalSync,
     Integration,
     Integrations,
+    IntegrationsError,
     Provider,
     SyncSession,
+    auth,
+    on_sync_item,
+    pagination,
 )
 
 DEFAULT_PORT = 5050
@@ -63,12 +78,18 @@ DEFAULT_INSTANCE_PATH = Path(__file__).resolve().parent / "instance"
 WEATHER_API_KEY = "wx-demo-7c41f09a2b"
 TICKETS_API_TOKEN = "tk-demo-5e92d13b8f"
 
+#: Tickets per page of the upstream's change list (small, so a sync reads several pages).
+PAGE_SIZE = 2
+
 
 # -- 1. The fake upstream: a tiny JSON API on 127.0.0.1 ------------------------------------------
 
 
 class FakeUpstream(ThreadingHTTPServer):
-    """`GET /weather` wants `X-Api-Key`, `GET /tickets` wants `Authorization: Bearer`.
+    """Two APIs. Weather: `GET /weather/status`, wants `X-Api-Key`. Tickets, one per account:
+    `GET /<subdomain>/api/me` and `GET /<subdomain>/api/tickets/changes?since=V&after=C` (a page
+    of the tickets changed after version V, and the cursor of the next page), want
+    `Authorization: Bearer`.
 
     Set `failing = True` to answer 503 to everything, as an outage would.
     """
@@ -79,9 +100,8 @@ class FakeUpstream(ThreadingHTTPServer):
         super().__init__(("127.0.0.1", port), _UpstreamHandler)
         self.failing = False
         self.expected_headers = {
-            "/weather": ("X-Api-Key", WEATHER_API_KEY),
-            "/tickets": ("Authorization", f"Bearer {TICKETS_API_TOKEN}"),
-            "/tickets/changes": ("Authorization", f"Bearer {TICKETS_API_TOKEN}"),
+            "weather": ("X-Api-Key", WEATHER_API_KEY),
+            "tickets": ("Authorization", f"Bearer {TICKETS_API_TOKEN}"),
         }
         #: the upstream's tickets; `version` grows with every change, like an `updated_at`
         self.tickets = [
@@ -95,13 +115,19 @@ class FakeUpstream(ThreadingHTTPServer):
         number = len(self.tickets) + 1
         self.tickets.append({"id": number, "subject": f"New ticket #{number}", "version": number})
 
-    def changes_since(self, version: int) -> list[dict[str, Any]]:
-        return [t for t in self.tickets if t["version"] > version]
+    def changes(self, since: int, after: int) -> dict[str, Any]:
+        """One page of the tickets changed since version `since`, starting after version `after`."""
+        changed = [t for t in self.tickets if t["version"] > max(since, after)]
+        page = changed[:PAGE_SIZE]
+        return {"tickets": page, "next": page[-1]["version"] if len(changed) > PAGE_SIZE else None}
+
+    @property
+    def port(self) -> int:
+        return self.server_address[1]
 
     @property
     def url(self) -> str:
-        host, port = self.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> FakeUpstream:
         threading.Thread(target=self.serve_forever, args=(0.1,), name="fake-upstream", daemon=True).start()
@@ -117,18 +143,23 @@ class _UpstreamHandler(BaseHTTPRequestHandler):
     server: FakeUpstream
 
     def do_GET(self) -> None:
-        expected = self.server.expected_headers.get(self.path.split("?")[0].rstrip("/"))
-        if expected is None:
-            self._answer(404, {"error": "not found"})
-        elif self.server.failing:
-            self._answer(503, {"error": "service unavailable"})
-        elif self.headers.get(expected[0]) != expected[1]:
-            self._answer(401, {"error": f"missing or wrong {expected[0]} header"})
-        elif self.path.startswith("/tickets/changes"):
-            since = parse_qs(urlparse(self.path).query).get("since", ["0"])[0]
-            self._answer(200, {"tickets": self.server.changes_since(int(since or 0))})
-        else:
-            self._answer(200, {"status": "ok"})
+        url = urlparse(self.path)
+        found = re.fullmatch(r"/(?:(weather)|[\w-]+/api)(/.*)", url.path)  # /<subdomain>/api/...
+        if found is None:
+            return self._answer(404, {"error": "not found"})
+        api, route = found[1] or "tickets", found[2]
+        header, expected = self.server.expected_headers[api]
+        if self.server.failing:
+            return self._answer(503, {"error": "service unavailable"})
+        if self.headers.get(header) != expected:
+            return self._answer(401, {"error": f"missing or wrong {header} header"})
+        if (api, route) in (("weather", "/status"), ("tickets", "/me")):
+            return self._answer(200, {"status": "ok"})
+        if (api, route) == ("tickets", "/tickets/changes"):
+            query = parse_qs(url.query)
+            since, after = (int(query.get(name, ["0"])[-1] or 0) for name in ("since", "after"))
+            return self._answer(200, self.server.changes(since, after))
+        self._answer(404, {"error": "not found"})
 
     def _answer(self, status: int, payload: dict[str, Any]) -> None:
         body = json.dumps(payload).encode()
@@ -143,11 +174,20 @@ class _UpstreamHandler(BaseHTTPRequestHandler):
 
 
 # -- 2. The providers ----------------------------------------------------------------------------
+#
+# Each is declared: where its API lives, how a call authenticates, what its health check GETs.
+# A real provider names its host in `base_url` (`https://{subdomain}.tickets.example/api`); the
+# demo's upstream listens on 127.0.0.1 at the port each integration's metadata names.
 
 
 @dataclasses.dataclass
 class WeatherCredentials:
     api_key: str
+
+
+@dataclasses.dataclass
+class WeatherMetadata:
+    upstream_port: int = DEFAULT_UPSTREAM_PORT
 
 
 @dataclasses.dataclass
@@ -162,62 +202,43 @@ class TicketsMetadata:
     team: str
     tags: list[str] = dataclasses.field(default_factory=list)
     escalation_email: str | None = None
-
-
-def ping(provider: Provider, integration: Integration) -> bool:
-    """GET the provider's `base_url` with its auth header; True on a 200."""
-    outgoing = httpx.Request("GET", provider.base_url)
-    provider.prepare_request(integration, outgoing)
-    # trust_env=False: never route 127.0.0.1 through a proxy from the environment.
-    with httpx.Client(timeout=5, trust_env=False) as client:
-        try:
-            return client.send(outgoing).status_code == 200
-        except httpx.HTTPError:
-            return False
+    upstream_port: int = DEFAULT_UPSTREAM_PORT
 
 
 class Weather(Provider, HasHealthCheck):
-    """API-key credentials, any metadata."""
+    """An API key in a header; the health check GETs `/status`."""
 
     name = "Weather"
     credential_class = WeatherCredentials
-    base_url = f"http://127.0.0.1:{DEFAULT_UPSTREAM_PORT}/weather"
-
-    def prepare_request(self, integration: Integration, request: httpx.Request) -> None:
-        request.headers["X-Api-Key"] = integration.credentials.api_key
-
-    def health_check(self, integration: Integration) -> bool:
-        return ping(self, integration)
+    metadata_class = WeatherMetadata
+    base_url = "http://127.0.0.1:{upstream_port}/weather"
+    auth = auth.Header("X-Api-Key", "api_key")
+    health_check_endpoint = "/status"
 
 
 class Tickets(Provider, HasHealthCheck, IncrementalSync):
-    """Typed credentials and typed metadata; syncs the tickets changed since its cursor."""
-
-    sync_interval = 5  # minutes, for `flask integrations sync` run from cron
+    """A bearer token, a host per account (`{subdomain}`, from the credentials), and an incremental
+    sync of the tickets changed since its cursor, page by page."""
 
     name = "Tickets"
     credential_class = TicketsCredentials
     metadata_class = TicketsMetadata
-    base_url = f"http://127.0.0.1:{DEFAULT_UPSTREAM_PORT}/tickets"
-
-    def prepare_request(self, integration: Integration, request: httpx.Request) -> None:
-        request.headers["Authorization"] = f"Bearer {integration.credentials.api_token}"
-
-    def health_check(self, integration: Integration) -> bool:
-        return ping(self, integration)
+    base_url = "http://127.0.0.1:{upstream_port}/{subdomain}/api"
+    auth = auth.Bearer("api_token")
+    health_check_endpoint = "/me"
+    sync_interval = 5  # minutes, for `flask integrations sync` run from cron
 
     def sync_incremental(self, integration: Integration, session: SyncSession) -> None:
         """Only enumerates: each changed ticket becomes one item, its version the checkpoint."""
-        answer = integration.at("tickets.changes").with_data({"since": session.cursor or 0}).get("/changes")
-        for ticket in answer["tickets"]:
-            session.dispatch(
-                "tickets.ticket", ticket, checkpoint=ticket["version"], external_id=str(ticket["id"])
-            )
+        changes = integration.at("tickets.changes").with_data({"since": session.cursor or 0})
+        pages = pagination.Cursor("next", param="after")
+        for ticket in changes.paginate("/tickets/changes", items="tickets", pages=pages):
+            session.dispatch("ticket", ticket, checkpoint=ticket["version"], external_id=str(ticket["id"]))
 
-
-def with_base_url(provider: type[Provider], url: str) -> type[Provider]:
-    """The provider pointed at another upstream (a real provider just names its API in `base_url`)."""
-    return type(provider.__name__, (provider,), {"base_url": url})
+    @on_sync_item("ticket")
+    def store(self, integration: Integration, ticket: dict[str, Any]) -> None:
+        """Idempotent: the mapping finds the row a previous delivery of this ticket created."""
+        integration.upsert_by_external_id(str(ticket["id"]), DemoTicket, {"subject": ticket["subject"]})
 
 
 # -- 3. The app ----------------------------------------------------------------------------------
@@ -234,27 +255,27 @@ class DemoTicket(db.Model):
     subject = db.Column(db.String(200), nullable=False)
 
 
-@integrations.sync_handler("tickets.ticket")
-def ingest_ticket(integration: Integration, payload: dict[str, Any]) -> None:
-    """Idempotent: the mapping finds the row a previous delivery of this ticket created."""
-    integration.upsert_by_external_id(str(payload["id"]), DemoTicket, {"subject": payload["subject"]})
+def create_app(upstream: FakeUpstream | None = None, instance_path: str | None = None) -> Flask:
+    """The demo app; its database and keys live in the instance folder (`instance_path`, else
+    `DEMO_INSTANCE_PATH`, else examples/instance/).
 
-
-def create_app(upstream: FakeUpstream, instance_path: str | None = None) -> Flask:
-    """The demo app, talking to `upstream`; its database and keys live in the instance folder."""
-    instance = Path(instance_path or DEFAULT_INSTANCE_PATH).resolve()
+    With `upstream` (as `python examples/demo_app.py` runs it) the integrations call that fake
+    upstream and the pages can break it; without (as `flask --app examples/demo_app` loads it)
+    they call the port their metadata names.
+    """
+    instance = Path(instance_path or os.environ.get("DEMO_INSTANCE_PATH") or DEFAULT_INSTANCE_PATH)
+    instance = instance.resolve()
     instance.mkdir(parents=True, exist_ok=True)
     app = Flask(__name__, instance_path=str(instance))
     app.config.update(
         SECRET_KEY=read_or_create(instance / "secret.key", lambda: secrets.token_hex(32)),
         SQLALCHEMY_DATABASE_URI=f"sqlite:///{instance / 'demo.db'}",
         INTEGRATIONS_ENCRYPTION_KEYS=[read_or_create(instance / "encryption.key", generate_fernet_key)],
-        INTEGRATIONS_PROVIDERS={
-            "weather": with_base_url(Weather, f"{upstream.url}/weather"),
-            "tickets": with_base_url(Tickets, f"{upstream.url}/tickets"),
-        },
+        INTEGRATIONS_PROVIDERS={"weather": Weather, "tickets": Tickets},
         # Dict settings are merged over their defaults; low thresholds make the demo quick to watch.
         INTEGRATIONS_HEALTH={"degraded_after": 3, "failing_after": 6, "disabled_after": 10},
+        # The breaker stops calling an upstream after 10 failures in a row (the dashboard shows it).
+        INTEGRATIONS_BREAKER={"threshold": 10, "cooldown": 30},
         # The dashboard at /integrations/dashboard/ answers this machine only (the demo listens on
         # 127.0.0.1); a real app checks its own login here, e.g. `lambda request: current_user.is_admin`.
         INTEGRATIONS_DASHBOARD_AUTH=local_only,
@@ -264,7 +285,11 @@ def create_app(upstream: FakeUpstream, instance_path: str | None = None) -> Flas
     integrations.init_app(app)
     with app.app_context():
         db.create_all()  # a real app: `flask integrations publish-migrations` + `flask db upgrade`
-        seed_on_first_start()
+        port = upstream.port if upstream else None
+        seed_on_first_start(port or DEFAULT_UPSTREAM_PORT)
+        point_at(port)
+        if upstream is not None:
+            sync_tickets_once()
     app.register_blueprint(views)
     app.jinja_env.globals["csrf_token"] = csrf_token
     return app
@@ -283,18 +308,35 @@ def read_or_create(path: Path, generate: Callable[[], str]) -> str:
     return path.read_text().strip()
 
 
-def seed_on_first_start() -> None:
-    """Two integrations and a first tickets sync, so the dashboard has a request, a run and items."""
+def seed_on_first_start(upstream_port: int) -> None:
+    """Two integrations, on the first start only."""
     if db.session.scalar(sa.select(sa.func.count()).select_from(Integration)):
         return
-    integrations.create("weather", "Weather (demo)", {"api_key": WEATHER_API_KEY})
-    tickets = integrations.create(
+    where = {"upstream_port": upstream_port}
+    integrations.create("weather", "Weather (demo)", {"api_key": WEATHER_API_KEY}, metadata=where)
+    integrations.create(
         "tickets",
         "Acme support desk",
         {"api_token": TICKETS_API_TOKEN, "subdomain": "acme-demo"},
-        metadata={"team": "support", "tags": ["demo", "tier-1"]},
+        metadata={"team": "support", "tags": ["demo", "tier-1"], **where},
     )
-    tickets.sync_now()  # embedded mode: the run and its items go through right after its commit
+
+
+def point_at(port: int | None) -> None:
+    """Keep each integration's `upstream_port` on the fake upstream's `port` (`--upstream-port`
+    moves it); without one, give the default port to an integration that names none yet."""
+    for integration in db.session.scalars(sa.select(Integration)).all():
+        metadata = integration.metadata or {}
+        wanted = port or metadata.get("upstream_port") or DEFAULT_UPSTREAM_PORT
+        if metadata.get("upstream_port") != wanted:
+            integration.update(metadata={**metadata, "upstream_port": wanted})
+
+
+def sync_tickets_once() -> None:
+    """A first tickets sync, so the dashboard has requests, a run and items from the start."""
+    never_synced = sa.select(Integration).filter_by(provider="tickets", sync_cursor=None)
+    for tickets in db.session.scalars(never_synced).all():
+        tickets.sync_now()  # embedded mode: the run and its items go through right after its commit
 
 
 def local_only(request: Any) -> bool:
@@ -322,8 +364,9 @@ views = Blueprint("demo", __name__)
 views.before_request(check_csrf)  # the demo's own forms; the dashboard checks its own token
 
 
-def upstream() -> FakeUpstream:
-    return current_app.extensions["demo_upstream"]
+def upstream() -> FakeUpstream | None:
+    """The fake upstream this process serves (None when the `flask` command loaded the app)."""
+    return current_app.extensions.get("demo_upstream")
 
 
 def credential_field_names(integration: Integration) -> str:
@@ -350,13 +393,19 @@ def index() -> str:
 
 @views.post("/integrations/<int:integration_id>/health-check")
 def run_health_check(integration_id: int) -> Any:
+    """The check is one GET through the pipeline (and its breaker); its outcome counts toward
+    health once, recorded here as `flask integrations test` records it."""
     integration = integrations.get(integration_id) or abort(404)
-    if integration.provider_instance.health_check(integration):
+    try:
+        passed = integration.provider_instance.health_check(integration)
+        outcome = "passed" if passed else "failed"
+    except (IntegrationsError, httpx.TransportError) as exc:  # the breaker is open, the integration
+        passed, outcome = False, f"failed ({type(exc).__name__}: {exc})"  # disabled, nothing listens
+    if passed:
         integration.record_success()
-        outcome = "passed"
     else:
         integration.record_failure("upstream")
-        outcome = "failed"
+    db.session.commit()
     flash(
         f"{integration.name}: health check {outcome}. Health is now {integration.health_status} "
         f"({integration.consecutive_failures} consecutive failures)."
@@ -372,16 +421,16 @@ def toggle(integration_id: int) -> Any:
         flash(f"{integration.name} disabled.")
     else:
         integration.enable()
-        flash(f"{integration.name} enabled: healthy again, failure counter reset.")
+        integration.reset_breaker()
+        flash(f"{integration.name} enabled: healthy again, failure counter reset, breaker closed.")
     return redirect(url_for(".index"))
 
 
 @views.post("/upstream/<any(fail, restore):action>")
 def set_upstream(action: str) -> Any:
-    upstream().failing = action == "fail"
-    flash(
-        "The fake upstream now answers 503 to everything." if upstream().failing else "The upstream is back."
-    )
+    server = upstream() or abort(404)
+    server.failing = action == "fail"
+    flash("The fake upstream now answers 503 to everything." if server.failing else "The upstream is back.")
     return redirect(url_for(".index"))
 
 
@@ -395,7 +444,7 @@ def sync_now(integration_id: int) -> Any:
 
 @views.post("/upstream/new-ticket")
 def new_upstream_ticket() -> Any:
-    upstream().add_ticket()
+    (upstream() or abort(404)).add_ticket()
     flash("The upstream has a new ticket; sync to fetch it.")
     return redirect(url_for(".index"))
 
@@ -466,8 +515,8 @@ PAGE = """<!doctype html>
 <p>
   Health becomes <em>degraded</em> after {{ health.degraded_after }}, <em>failing</em> after
   {{ health.failing_after }} and <em>disabled</em> (inactive) after {{ health.disabled_after }} consecutive
-  upstream failures (<code>INTEGRATIONS_HEALTH</code>). A passing check resets the counter;
-  <em>Enable</em> brings a disabled integration back.
+  upstream failures (<code>INTEGRATIONS_HEALTH</code>). Every call counts, a health check as much as a
+  sync: a success resets the counter; <em>Enable</em> brings a disabled integration back.
 </p>
 
 <h2>Synced tickets</h2>
@@ -482,13 +531,18 @@ PAGE = """<!doctype html>
 <p>
   The sync fetches the tickets changed since the cursor, one item per ticket; the cursor moves to the
   highest version once every item is stored.
+  {% if upstream %}
   <form method="post" action="{{ url_for('.new_upstream_ticket') }}">
     <input type="hidden" name="csrf_token" value="{{ csrf_token() }}">
     <button>Add a ticket upstream</button>
   </form>
+  {% endif %}
 </p>
 
 <h2>Fake upstream</h2>
+{% if not upstream %}
+<p>Not served by this process: <code>python examples/demo_app.py</code> serves it with the app.</p>
+{% else %}
 <div>
   {{ upstream.url }} is
   {% if upstream.failing %}<strong class="failing">failing</strong> (503 to every request){% else %}
@@ -499,6 +553,7 @@ PAGE = """<!doctype html>
     <button>{{ "Restore the upstream" if upstream.failing else "Make the upstream fail" }}</button>
   </form>
 </div>
+{% endif %}
 </body>
 </html>
 """
@@ -513,7 +568,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--upstream-port", type=int, default=DEFAULT_UPSTREAM_PORT, help="port of the fake upstream (0 = any)"
     )
-    parser.add_argument("--instance-path", help="database and keys folder (default: examples/instance)")
+    parser.add_argument(
+        "--instance-path",
+        help="database and keys folder (default: $DEMO_INSTANCE_PATH, else examples/instance)",
+    )
     args = parser.parse_args(argv)
     try:
         fake_upstream = FakeUpstream(args.upstream_port).start()

@@ -4,8 +4,8 @@ Run it from the repository root:
 
     pip install -e . && python examples/oauth_demo.py
 
-then open http://127.0.0.1:5060/. The example serves its own fake
-authorization server and API on 127.0.0.1:5061 (nothing leaves 127.0.0.1):
+then open http://127.0.0.1:5070/. The example serves its own fake
+authorization server and API on 127.0.0.1:5071 (nothing leaves 127.0.0.1):
 
 1. "Connect" goes to the package's ``/integrations/<id>/oauth/authorize`` route,
    which redirects to the fake consent page with a single-use state and a PKCE
@@ -20,6 +20,10 @@ authorization server and API on 127.0.0.1:5061 (nothing leaves 127.0.0.1):
 4. "Disconnect" posts to ``/integrations/<id>/oauth/revoke`` with the CSRF token;
    the fake server revokes the tokens and the package forgets them.
 
+The `flask` command loads the same app without the fake server
+(`flask --app examples/oauth_demo integrations list`); `DEMO_INSTANCE_PATH` (or
+``--instance-path``) keeps the database and key elsewhere.
+
 Read it top to bottom: the fake authorization server, the provider, the app.
 """
 
@@ -31,6 +35,7 @@ import dataclasses
 import hashlib
 import html
 import json
+import os
 import secrets
 import sys
 import tempfile
@@ -57,10 +62,11 @@ from flask import (
 )
 from flask_sqlalchemy import SQLAlchemy
 
-from flask_integrations import Integration, Integrations, IntegrationsError, OAuth2, Provider
+from flask_integrations import HasHealthCheck, Integration, Integrations, IntegrationsError, OAuth2, Provider
 
-DEFAULT_PORT = 5060
-DEFAULT_AUTH_PORT = 5061
+#: Ports browsers open (Chromium and Firefox refuse 5060 and 5061, SIP's ports).
+DEFAULT_PORT = 5070
+DEFAULT_AUTH_PORT = 5071
 DEFAULT_INSTANCE_PATH = Path(__file__).resolve().parent / "instance"
 
 #: The app's registration at the fake provider (a real provider gives you these).
@@ -237,13 +243,26 @@ class DemoCredentials:
     client_secret: str
 
 
-class DemoProvider(Provider, OAuth2):
-    """The four OAuth2 methods, with plain httpx (not `integration.at`: no bearer on the token URL)."""
+@dataclasses.dataclass
+class DemoMetadata:
+    """Where the fake provider listens (a real provider names its host in `base_url`)."""
+
+    auth_port: int = DEFAULT_AUTH_PORT
+
+
+class DemoProvider(Provider, OAuth2, HasHealthCheck):
+    """The four OAuth2 methods, with plain httpx (not `integration.at`: no bearer on the token URL).
+
+    Calls through `integration.at(...)` carry the access token by themselves, refreshed first when
+    it expires within `refresh_threshold`; the health check is one such call.
+    """
 
     name = "Demo Provider"
     credential_class = DemoCredentials
-    base_url = f"http://127.0.0.1:{DEFAULT_AUTH_PORT}"
+    metadata_class = DemoMetadata
+    base_url = "http://127.0.0.1:{auth_port}"
     refresh_threshold = 25  # refresh tokens expiring within 25 s
+    health_check_endpoint = "/api/profile"
 
     def authorization_url(self, integration: Any, redirect_uri: str, state: str, code_challenge: str) -> str:
         query = {
@@ -255,7 +274,7 @@ class DemoProvider(Provider, OAuth2):
             "code_challenge": code_challenge,
             "code_challenge_method": "S256",
         }
-        return f"{self.base_url}/authorize?{urlencode(query)}"
+        return f"{self.base_url_for(integration)}/authorize?{urlencode(query)}"
 
     def exchange_code(self, integration: Any, code: str, redirect_uri: str, code_verifier: str) -> dict:
         form = {"code": code, "redirect_uri": redirect_uri, "code_verifier": code_verifier}
@@ -275,13 +294,9 @@ class DemoProvider(Provider, OAuth2):
         credentials = integration.credentials
         form.update(client_id=credentials.client_id, client_secret=credentials.client_secret)
         with httpx.Client(timeout=10, trust_env=False) as client:  # 127.0.0.1 never via a proxy
-            response = client.post(self.base_url + path, data=form)
+            response = client.post(self.base_url_for(integration) + path, data=form)
         response.raise_for_status()
         return response.json()
-
-
-def with_base_url(provider: type[DemoProvider], base_url: str) -> type[DemoProvider]:
-    return type(provider.__name__, (provider,), {"base_url": base_url})
 
 
 # -- 3. The app --------------------------------------------------------------------------------------
@@ -296,15 +311,19 @@ def allow_signed_in_user(request: Any, integration: Integration) -> bool:
     return True
 
 
-def create_app(auth_server: FakeAuthServer, instance_path: str | None = None) -> Flask:
-    instance = Path(instance_path or DEFAULT_INSTANCE_PATH)
+def create_app(auth_server: FakeAuthServer | None = None, instance_path: str | None = None) -> Flask:
+    """The demo app; with `auth_server` (as `python examples/oauth_demo.py` runs it) the integration
+    uses that fake provider, without (as `flask --app examples/oauth_demo` loads it) the port its
+    metadata names. Its database and key live in `instance_path`, else `DEMO_INSTANCE_PATH`, else
+    examples/instance/."""
+    instance = Path(instance_path or os.environ.get("DEMO_INSTANCE_PATH") or DEFAULT_INSTANCE_PATH)
     instance.mkdir(parents=True, exist_ok=True)
-    app = Flask(__name__, instance_path=str(instance))
+    app = Flask(__name__, instance_path=str(instance.resolve()))
     app.config.update(
         SECRET_KEY=secrets.token_hex(16),  # sessions end on restart: fine for a demo
-        SQLALCHEMY_DATABASE_URI=f"sqlite:///{instance / 'oauth_demo.db'}",
+        SQLALCHEMY_DATABASE_URI=f"sqlite:///{instance.resolve() / 'oauth_demo.db'}",
         INTEGRATIONS_ENCRYPTION_KEYS=[_key(instance / "oauth_demo.key")],
-        INTEGRATIONS_PROVIDERS={"demo": with_base_url(DemoProvider, auth_server.url)},
+        INTEGRATIONS_PROVIDERS={"demo": DemoProvider},
         INTEGRATIONS_OAUTH_AUTH=allow_signed_in_user,
         INTEGRATIONS_BLUEPRINTS={"dashboard": False},
     )
@@ -313,10 +332,14 @@ def create_app(auth_server: FakeAuthServer, instance_path: str | None = None) ->
     integrations.init_app(app)
     with app.app_context():
         db.create_all()  # a real app: `flask integrations publish-migrations` + `flask db upgrade`
-        if not db.session.scalar(sa.select(sa.func.count()).select_from(Integration)):
-            integrations.create(
-                "demo", "Demo profile", {"client_id": CLIENT_ID, "client_secret": CLIENT_SECRET}
-            )
+        port = auth_server.server_address[1] if auth_server else DEFAULT_AUTH_PORT
+        integration = db.session.scalars(sa.select(Integration).order_by(Integration.id)).first()
+        stored = (integration.metadata or {}).get("auth_port") if integration else None
+        if integration is None:
+            credentials = {"client_id": CLIENT_ID, "client_secret": CLIENT_SECRET}
+            integrations.create("demo", "Demo profile", credentials, metadata={"auth_port": port})
+        elif stored is None or (auth_server and stored != port):  # `--auth-port` moved the provider
+            integration.update(metadata={"auth_port": port})
     app.add_url_rule("/", view_func=index)
     app.add_url_rule("/call", view_func=call_api, methods=["POST"])
     return app
@@ -355,7 +378,7 @@ def call_api() -> Any:
     try:
         profile = integration.at("profile").with_attempts(1).get("/api/profile")
         flash(f"The API answered: {profile['name']} ({profile['plan']} plan).")
-    except IntegrationsError as exc:
+    except (IntegrationsError, httpx.TransportError) as exc:  # refused, or the provider is not running
         flash(f"The call failed: {exc}")
     return redirect(url_for("index"))
 
@@ -364,8 +387,9 @@ def demo_csrf() -> str:
     return session.setdefault("demo_csrf", secrets.token_urlsafe(24))
 
 
-def app_server() -> FakeAuthServer:
-    return current_app.extensions["demo_auth_server"]
+def app_server() -> FakeAuthServer | None:
+    """The fake provider this process serves (None when the `flask` command loaded the app)."""
+    return current_app.extensions.get("demo_auth_server")
 
 
 PAGE = """<!doctype html>
@@ -384,7 +408,9 @@ PAGE = """<!doctype html>
       {% if expires_in is not none %}expires in {{ expires_in }} s{% endif %}.
       {% else %}Not connected.{% endif %}</dd>
   <dt>Fake provider</dt>
-  <dd>{{ server.url }}: {{ server.refreshes }} token refreshes, {{ server.revocations }} revocations.</dd>
+  <dd>{% if server %}{{ server.url }}: {{ server.refreshes }} token refreshes, {{ server.revocations }}
+      revocations.{% else %}not served by this process (<code>python examples/oauth_demo.py</code>
+      serves it).{% endif %}</dd>
 </dl>
 {% if connected %}
   <form method="post" action="{{ url_for('call_api') }}">
@@ -409,7 +435,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Run the flask-integrations OAuth2 demo on 127.0.0.1.")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="port of the demo app")
     parser.add_argument("--auth-port", type=int, default=DEFAULT_AUTH_PORT, help="port of the fake provider")
-    parser.add_argument("--instance-path", help="database and key folder (default: examples/instance)")
+    parser.add_argument(
+        "--instance-path", help="database and key folder (default: $DEMO_INSTANCE_PATH or examples/instance)"
+    )
     parser.add_argument("--temporary", action="store_true", help="keep the database in a temporary folder")
     args = parser.parse_args(argv)
     try:

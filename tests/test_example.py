@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 import re
 import socket
 import subprocess
@@ -18,7 +19,7 @@ import sqlalchemy as sa
 from flask import Flask
 from flask.testing import FlaskClient
 
-from flask_integrations import Integration
+from flask_integrations import Integration, IntegrationRequest
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO_PATH = ROOT / "examples" / "demo_app.py"
@@ -216,6 +217,7 @@ def test_sync_now_copies_upstream_tickets_and_moves_the_cursor(demo_app: Flask, 
     html = _sync(client, demo_app)
     assert "Printer on fire" in html and "Invoice #204 missing" in html
     assert _integration(demo_app, "tickets").sync_cursor == 3
+    assert _pages_read(demo_app) == 3  # two pages on start (two tickets, then one); one, empty, now
     client.post("/upstream/new-ticket", data={"csrf_token": _csrf_token(client)})
     html = _sync(client, demo_app)
     assert "New ticket #4" in html
@@ -223,3 +225,70 @@ def test_sync_now_copies_upstream_tickets_and_moves_the_cursor(demo_app: Flask, 
     with demo_app.app_context():
         db = demo_app.extensions["sqlalchemy"]
         assert db.session.scalar(sa.text("SELECT count(*) FROM demo_tickets")) == 4  # nothing twice
+
+
+def _pages_read(app: Flask) -> int:
+    with app.app_context():
+        db = app.extensions["sqlalchemy"]
+        endpoint = IntegrationRequest.endpoint
+        return db.session.scalar(sa.select(sa.func.count()).where(endpoint == "tickets.changes"))
+
+
+def test_a_restart_on_another_upstream_port_points_the_integrations_at_it(demo, demo_app, tmp_path) -> None:
+    moved = demo.FakeUpstream(port=0).start()
+    try:
+        again = demo.create_app(moved, instance_path=str(tmp_path / "instance"))
+        client = again.test_client()
+        for provider in ("weather", "tickets"):
+            assert _integration(again, provider).metadata["upstream_port"] == moved.port
+            assert "health check passed" in _run_health_check(client, again, provider)
+    finally:
+        moved.stop()
+
+
+def test_without_its_upstream_the_app_serves_its_pages_and_says_where_the_upstream_is(
+    demo: ModuleType, demo_app: Flask, upstream, tmp_path: Path
+) -> None:
+    loaded = demo.create_app(instance_path=str(tmp_path / "instance"))  # as `flask --app` loads it
+    client = loaded.test_client()
+    html = client.get("/").get_data(as_text=True)
+    assert "Acme support desk" in html and "Not served by this process" in html
+    assert client.post("/upstream/fail", data={"csrf_token": _csrf_token(client)}).status_code == 404
+    upstream.stop()  # nothing listens where the integrations call
+    assert "health check failed (ConnectError" in _run_health_check(client, loaded, "weather")
+
+
+def _flask(*args: str, instance: Path) -> subprocess.CompletedProcess:
+    """`flask --app examples/demo_app ARGS` from the repository root, on its own instance folder."""
+    env = {key: value for key, value in os.environ.items() if key != "FLASK_APP"}
+    return subprocess.run(
+        [sys.executable, "-m", "flask", "--app", "examples/demo_app", *args],
+        cwd=ROOT,
+        env={**env, "DEMO_INSTANCE_PATH": str(instance)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+@pytest.mark.slow
+def test_the_flask_command_loads_the_demo_from_the_repository_root(tmp_path: Path) -> None:
+    instance = tmp_path / "instance"
+    listed = _flask("integrations", "list", instance=instance)
+    assert listed.returncode == 0, listed.stderr
+    assert "Weather (demo)" in listed.stdout and "Acme support desk" in listed.stdout
+    assert (instance / "demo.db").exists()
+    health = _flask("integrations", "health", instance=instance)
+    assert health.returncode == 0, health.stderr
+
+
+@pytest.mark.slow
+def test_the_flask_command_checks_the_upstream_of_a_running_demo(demo, demo_app, upstream, tmp_path) -> None:
+    instance = tmp_path / "instance"  # the instance `demo_app` seeded, pointed at `upstream`
+    checked = _flask("integrations", "test", instance=instance)
+    assert checked.returncode == 0, checked.stderr
+    assert checked.stdout.count("health check passed") == 2
+    upstream.stop()  # the demo is not running: the checks fail, and say why
+    failed = _flask("integrations", "test", instance=instance)
+    assert failed.returncode == 1
+    assert "ConnectError" in failed.stdout and "2 health check(s) failed" in failed.stderr

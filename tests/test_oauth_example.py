@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 import re
+import subprocess
 import sys
 from collections.abc import Iterator
 from html import unescape
@@ -84,6 +86,10 @@ def test_connect_call_refresh_and_disconnect(demo, server, demo_app):
     called = client.post("/call", data={"csrf_token": call_form.group(1)}, follow_redirects=True)
     assert "The API answered: Ada Lovelace" in called.get_data(as_text=True)
     assert server.refreshes == 1  # the 20 s token was within the 25 s refresh threshold
+    with demo_app.app_context():
+        integration = demo.the_integration()
+        assert integration.provider_instance.health_check(integration) is True  # a call with the token
+    assert server.refreshes == 2
 
     revoke_form = re.search(r'action="([^"]+/oauth/revoke)">\s*<input[^>]+value="([^"]+)"', home)
     gone = client.post(revoke_form.group(1), data={"csrf_token": revoke_form.group(2)})
@@ -102,3 +108,35 @@ def test_denied_consent_is_explained(demo, server, demo_app):
     callback = urlparse(answer.headers["Location"])
     page = client.get(f"{callback.path}?{callback.query}")
     assert page.status_code == 400 and "access_denied" in page.get_data(as_text=True)
+
+
+#: Ports Chromium refuses to open (net/base/port_util.cc); Firefox refuses these too.
+BROWSER_RESTRICTED_PORTS = {
+    *(1, 7, 9, 11, 13, 15, 17, 19, 20, 21, 22, 23, 25, 37, 42, 43, 53, 69, 77, 79, 87, 95),
+    *(101, 102, 103, 104, 109, 110, 111, 113, 115, 117, 119, 123, 135, 137, 139, 143, 161, 179),
+    *(389, 427, 465, 512, 513, 514, 515, 526, 530, 531, 532, 540, 548, 554, 556, 563, 587, 601),
+    *(636, 989, 990, 993, 995, 1719, 1720, 1723, 2049, 3659, 4045, 4190, 5060, 5061, 6000, 6566),
+    *(6665, 6666, 6667, 6668, 6669, 6679, 6697, 10080),
+}
+
+
+def test_the_default_ports_are_ones_browsers_open(demo):
+    assert {demo.DEFAULT_PORT, demo.DEFAULT_AUTH_PORT}.isdisjoint(BROWSER_RESTRICTED_PORTS)
+    assert f"open http://127.0.0.1:{demo.DEFAULT_PORT}/" in demo.__doc__
+    assert f"on 127.0.0.1:{demo.DEFAULT_AUTH_PORT}" in demo.__doc__
+
+
+@pytest.mark.slow
+def test_the_flask_command_loads_the_demo_from_the_repository_root(tmp_path):
+    env = {key: value for key, value in os.environ.items() if key != "FLASK_APP"}
+    listed = subprocess.run(
+        [sys.executable, "-m", "flask", "--app", "examples/oauth_demo", "integrations", "list"],
+        cwd=ROOT,
+        env={**env, "DEMO_INSTANCE_PATH": str(tmp_path / "instance")},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert listed.returncode == 0, listed.stderr
+    assert "Demo profile" in listed.stdout
+    assert (tmp_path / "instance" / "oauth_demo.db").exists()

@@ -19,11 +19,14 @@ import flask_integrations as fi
 from flask_integrations import auth, pagination, webhooks
 from flask_integrations.db.models import IntegrationRequest
 from flask_integrations.errors import ConfigurationError, IntegrationsError
+from flask_integrations.health.checks import check_and_record
 from flask_integrations.providers import check_provider_class
+from flask_integrations.state import current_state
 from flask_integrations.testing import ResponseSequence, run_queued_jobs, send_webhook
 from flask_integrations.webhooks import verifiers
 from tests.helpers.app import db
 from tests.helpers.secrets import dump_tables, spellings
+from tests.helpers.servers import free_port
 
 API_KEY = "tk-live-7f3a9c1e55d0"
 SIGNING_KEY = "whk-5be0c2a9d17f"
@@ -361,6 +364,26 @@ def test_health_check_endpoint_goes_through_the_pipeline_once(kit, upstream):
     assert provider.health_check(integration) is False
     assert upstream.hits("/acme/v1/me") == 2  # one attempt each, no cache
     assert _request_rows() == [("/me", 200), ("/me", 500)]
+
+
+@pytest.mark.parametrize("status", [500, 401])
+def test_a_failed_endpoint_check_counts_once_where_it_is_recorded(kit, upstream, status):
+    integration = _tasks(kit, upstream)
+    upstream.script("/acme/v1/me", [(status, {})] * 2)
+    passed, detail = check_and_record(current_state(), integration.provider_instance, integration)
+    assert (passed, detail) == (False, "health check returned False")
+    db.session.expire_all()
+    assert db.session.get(fi.Integration, integration.id).consecutive_failures == 1
+    integration.provider_instance.health_check(integration)  # run by the app itself: not counted
+    db.session.expire_all()
+    assert db.session.get(fi.Integration, integration.id).consecutive_failures == 1
+
+
+def test_an_endpoint_check_that_gets_no_answer_raises_for_the_caller_to_show(kit, upstream):
+    integration = _tasks(kit, upstream)
+    integration.update(metadata={"port": free_port()})
+    passed, detail = check_and_record(current_state(), integration.provider_instance, integration)
+    assert not passed and detail.startswith("ConnectError")
 
 
 # -- webhooks ------------------------------------------------------------------------------------

@@ -67,9 +67,11 @@ def attempts(
             "write the request row", record, state, provider, spec, method, target, ctx, outcome, call_log
         )
         if outcome.failure is None:
-            best_effort("record the success", integration.record_success)
+            if spec.records_health:
+                best_effort("record the success", integration.record_success)
             return outcome
-        best_effort("record the failure", integration.record_failure, outcome.failure)
+        if spec.records_health:
+            best_effort("record the failure", integration.record_failure, outcome.failure)
         last = outcome
         if not token_retries and token_rejected(integration, outcome):
             token_retries = 1

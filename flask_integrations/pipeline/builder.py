@@ -59,6 +59,8 @@ class RequestBuilder:
         self.retry_of_id: int | None = None
         self.idempotency_key: str | None = None
         self.raw = False
+        #: False for a health check's own call: its caller records the check's outcome once
+        self.records_health = True
 
     def __repr__(self) -> str:
         return f"<RequestBuilder integration={self.integration.id} endpoint={self.endpoint!r}>"

@@ -138,7 +138,10 @@ class HasHealthCheck:
     """`health_check(integration) -> bool`, run by `flask integrations test`, install and the dashboard.
 
     Declare `health_check_endpoint` instead of writing it: the check then GETs that path
-    through the pipeline (one attempt, no cache), and is healthy on a 2xx answer.
+    through the pipeline (one attempt, no cache): True on a 2xx answer, False on a 4xx/5xx
+    one, and an exception when no answer came (connection refused, breaker open). Like a
+    hand-written check, its call does not count toward health: `flask integrations test`,
+    install and the dashboard record the check's outcome.
     """
 
     #: a path (or URL) whose 2xx answer means the integration is healthy
@@ -151,8 +154,10 @@ class HasHealthCheck:
             raise NotImplementedError(
                 f"{type(self).__name__} must define health_check() or health_check_endpoint"
             )
+        check = integration.at(endpoint).with_attempts(1).raw_response()
+        check.records_health = False  # who runs the check records its outcome, once
         try:
-            response = integration.at(endpoint).with_attempts(1).raw_response().get(endpoint)
+            response = check.get(endpoint)
         except IntegrationHTTPError:
             return False
         return 200 <= response.status_code < 300
