@@ -36,6 +36,7 @@ from .providers import (
     RedactsRequestData,
     ScheduledSync,
     SupportsIdempotency,
+    on_deleted,
     on_sync_item,
     on_webhook,
 )
@@ -78,6 +79,7 @@ __all__ = [
     "SyncSession",
     "ValidationError",
     "auth",
+    "on_deleted",
     "on_sync_item",
     "on_webhook",
     "pagination",

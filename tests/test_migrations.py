@@ -345,12 +345,12 @@ def assert_integration_schema(tables: dict[str, dict], p: str, dialect: str) -> 
     item_indexes = sorted(tables[f"{p}_sync_items"]["indexes"].values())
     assert item_indexes == sorted(
         [["integration_id", "status"], ["integration_id", "created_at"], ["sync_log_id", "status"],
-         ["batch_id", "status"], ["status", "id"]]
+         ["batch_id", "status"], ["status", "id"], ["sync_log_id", "external_id"]]
     )  # fmt: skip
 
 
 #: The last revision the package ships.
-HEAD = "fi_0002"
+HEAD = "fi_0003"
 
 
 def dialect_of(app: UserApp) -> str:
@@ -366,7 +366,12 @@ def test_fresh_app_publish_and_upgrade_create_the_schema_the_models_describe(mak
     published = app.flask("integrations", "publish-migrations")
     assert "fi_0001" in published.stdout and "revises base" in published.stdout
     assert "revision fi_0002, revises fi_0001" in published.stdout
-    assert list(app.version_files()) == ["fi_0001_initial.py", "fi_0002_sqlite_autoincrement.py"]
+    assert "revision fi_0003, revises fi_0002" in published.stdout
+    assert list(app.version_files()) == [
+        "fi_0001_initial.py",
+        "fi_0002_sqlite_autoincrement.py",
+        "fi_0003_sync_item_external_ids.py",
+    ]
     app.flask("db", "upgrade")
 
     assert current_revision(app) == [HEAD]
@@ -388,6 +393,7 @@ def test_publish_chains_onto_the_apps_head_once(make_app) -> None:
     assert script.get_heads() == [HEAD]
     assert script.get_revision("fi_0001").down_revision == "app_0002"
     assert script.get_revision("fi_0002").down_revision == "fi_0001"
+    assert script.get_revision("fi_0003").down_revision == "fi_0002"
 
     before = app.version_files()
     again = app.flask("integrations", "publish-migrations")

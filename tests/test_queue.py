@@ -182,8 +182,9 @@ def test_every_job_name_imports_the_job_it_names():
     """Job names are enqueued as strings and must keep importing across releases (queue/names.py)."""
     from flask_integrations.cron import sync_due
     from flask_integrations.queue import names
+    from flask_integrations.sync.deletions import report_deletions
     from flask_integrations.sync.items import items_abandoned, process_sync_items
-    from flask_integrations.sync.runs import sync_integration
+    from flask_integrations.sync.runs import enumeration_abandoned, sync_integration
     from flask_integrations.webhooks.jobs import process_webhook
 
     expected = {
@@ -192,6 +193,8 @@ def test_every_job_name_imports_the_job_it_names():
         "SYNC_INTEGRATION": sync_integration,
         "PROCESS_SYNC_ITEMS": process_sync_items,
         "SYNC_ITEMS_ABANDONED": items_abandoned,
+        "SYNC_ENUMERATION_ABANDONED": enumeration_abandoned,
+        "SYNC_REPORT_DELETIONS": report_deletions,
         "PROCESS_WEBHOOK": process_webhook,
         "CRON_SYNC_DUE": sync_due,
     }

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import time
 from contextlib import contextmanager
 from datetime import timedelta
@@ -14,7 +12,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from flask_integrations import Integration, IntegrationLog, IntegrationSyncItem, SyncSession, signals
+from flask_integrations import Integration, SyncSession, signals
 from flask_integrations.clock import utcnow
 from flask_integrations.sync import finalise, jobs, schedule
 from flask_integrations.sync import items as sync_items
@@ -22,7 +20,11 @@ from flask_integrations.sync.runs import start_run
 from flask_integrations.testing import run_queued_jobs
 from tests.helpers import sync
 from tests.helpers.app import db, make_app, run_docs_example
-from tests.helpers.sync import Feed, record
+from tests.helpers.sync import Feed, items, record, refreshed, runs, seen
+from tests.helpers.sync import create_seen_table as _create_seen_table
+from tests.helpers.sync import flask_command as _flask
+from tests.helpers.sync import wait_ok as _wait
+from tests.helpers.sync import worker_env as _env
 
 
 @pytest.fixture(autouse=True)
@@ -33,12 +35,6 @@ def _reset_feed():
     yield
     sync.FAILING.clear()
     sync.BROKEN["enumeration"] = False
-
-
-def _create_seen_table() -> None:
-    with db.engine.begin() as connection:
-        connection.execute(sa.text("DROP TABLE IF EXISTS sync_seen"))
-        connection.execute(sa.text("CREATE TABLE sync_seen (n INTEGER NOT NULL, pid INTEGER)"))
 
 
 @pytest.fixture
@@ -64,32 +60,6 @@ def feed(sync_app):
         integration = sync_app.extensions["integrations"].create("feed", "Feed", {})
         yield integration
         db.session.remove()
-
-
-def seen() -> list[int]:
-    return sorted(db.session.execute(sa.text("SELECT n FROM sync_seen")).scalars())
-
-
-def runs(integration_id: int) -> list[IntegrationLog]:
-    return list(
-        db.session.scalars(
-            sa.select(IntegrationLog)
-            .where(IntegrationLog.integration_id == integration_id, IntegrationLog.operation == "sync")
-            .order_by(IntegrationLog.id)
-        )
-    )
-
-
-def items(status: str | None = None) -> list[IntegrationSyncItem]:
-    query = sa.select(IntegrationSyncItem).order_by(IntegrationSyncItem.id)
-    if status:
-        query = query.where(IntegrationSyncItem.status == status)
-    return list(db.session.scalars(query))
-
-
-def refreshed(integration):
-    db.session.expire_all()
-    return db.session.get(type(integration), integration.id)
 
 
 # -- embedded mode ------------------------------------------------------------------------------
@@ -372,38 +342,6 @@ def test_advance_cursor_finalises_a_stuck_run_and_is_safe_to_repeat(feed, sync_a
 # -- several processes: PostgreSQL, Redis and real RQ workers ------------------------------------
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def _env(database_url: str, redis_url: str | None = None, **extra: str) -> dict[str, str]:
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(ROOT),
-        "FLASK_APP": "tests.helpers.sync_app:create_app",
-        "SYNC_TEST_DATABASE_URL": database_url,
-        "SYNC_TEST_REDIS_URL": redis_url or "",
-        **extra,
-    }
-    env.pop("SYNC_TEST_SLOW", None)
-    env.update(extra)
-    return env
-
-
-def _flask(*args: str, env: dict[str, str]) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "flask", "integrations", *args],
-        env=env,
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
-
-
-def _wait(process: subprocess.Popen, timeout: float = 90) -> tuple[str, str]:
-    out, err = process.communicate(timeout=timeout)
-    assert process.returncode == 0, err
-    return out, err
 
 
 @pytest.fixture

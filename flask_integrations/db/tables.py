@@ -224,6 +224,7 @@ def build_tables(metadata: sa.MetaData, prefix: str) -> dict[str, sa.Table]:
         sa.Index(f"ix_{p}_item_int_status", "integration_id", "status"),
         sa.Index(f"ix_{p}_item_int_created", "integration_id", "created_at"),
         sa.Index(f"ix_{p}_item_log_status", "sync_log_id", "status"),
+        sa.Index(f"ix_{p}_item_log_external", "sync_log_id", "external_id"),  # fi_0003: deletions
         sa.Index(f"ix_{p}_item_batch_status", "batch_id", "status"),
         sa.Index(f"ix_{p}_item_status_id", "status", "id"),  # failed items across integrations
         sqlite_autoincrement=True,

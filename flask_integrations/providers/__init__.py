@@ -13,7 +13,7 @@ from .capabilities import (
     ScheduledSync,
     SupportsIdempotency,
 )
-from .handlers import on_sync_item, on_webhook
+from .handlers import on_deleted, on_sync_item, on_webhook
 from .registration import RESERVED_KEYS, check_provider_class, load_provider
 
 __all__ = [
@@ -31,6 +31,7 @@ __all__ = [
     "SupportsIdempotency",
     "check_provider_class",
     "load_provider",
+    "on_deleted",
     "on_sync_item",
     "on_webhook",
 ]

@@ -50,7 +50,18 @@ class _Syncs:
 
 
 class ScheduledSync(_Syncs):
-    """Runs `sync(integration, session)` on a schedule (every `sync_interval` minutes)."""
+    """Runs `sync(integration, session)` on a schedule (every `sync_interval` minutes).
+
+    With ``detects_deletions = True``, a run that dispatched every record (all its items
+    succeeded) reports the mapped records it did not dispatch to the `@on_deleted` methods.
+    """
+
+    #: report records mapped for this integration that a complete run no longer lists
+    detects_deletions: ClassVar[bool] = False
+
+    def deletion_handlers(self) -> dict[type, Callable[..., Any]]:
+        """``{model: bound method}`` of the `@on_deleted` methods."""
+        return bound_handlers(self, "deleted")
 
     def sync(self, integration: Integration, session: SyncSession) -> None:
         """Enumerate the records to sync: `session.dispatch(event, payload, ...)` for each."""

@@ -96,8 +96,17 @@ def _check_declarations(cls: type, where: str) -> None:
                 f"{where}.{declared} reads credential {unknown[0]!r}, "
                 "which is no field of its credential_class."
             )
-    for kind in ("webhook", "sync_item"):
+    for kind in ("webhook", "sync_item", "deleted"):
         handler_methods(cls, kind)  # raises on an event claimed twice
+    deletions = handler_methods(cls, "deleted")
+    if getattr(cls, "detects_deletions", False) and not deletions:
+        raise ConfigurationError(
+            f"{where}.detects_deletions is True but no method is marked @on_deleted(Model) to receive them."
+        )
+    if deletions and not getattr(cls, "detects_deletions", False):
+        raise ConfigurationError(
+            f"{where} has @on_deleted methods but is not a ScheduledSync with detects_deletions = True."
+        )
 
 
 def _field_names(cls: type | None) -> set[str]:

@@ -20,8 +20,16 @@ from ..db.statuses import TERMINAL_ITEM_STATUSES, ItemStatus, LogStatus
 from ..db.transactions import dialect_name
 from ..logs import STATUS_SIGNALS
 from ..logs.writing import merged_metadata
+from ..queue import enqueue
+from ..queue.names import SYNC_REPORT_DELETIONS
 from ..state import AppState
-from .pacing import next_sync_at
+from .pacing import next_sync_at, run_queue
+
+
+def run_chain(metadata: dict[str, Any] | None, log_id: int) -> list[int]:
+    """The run `log_id` and the crashed runs it continues (see positions.py)."""
+    return [*(metadata or {}).get("resumed_from", []), log_id]
+
 
 logger = logging.getLogger("flask_integrations")
 
@@ -56,6 +64,7 @@ def finalise(state: AppState, log_id: int, enumeration_error: str | None = None)
     if log is None:
         return None
     metadata = log.metadata or {}
+    enumeration_error = enumeration_error or metadata.get("enumeration_error")
     first = log.status == LogStatus.PROCESSING
     if enumeration_error is None and not metadata.get("enumerated"):
         return None  # still enumerating, or an enumeration that failed: never finalised from items
@@ -108,7 +117,7 @@ def finalise(state: AppState, log_id: int, enumeration_error: str | None = None)
         checkpoints = (
             session.execute(
                 sa.select(items.c.checkpoint_value).where(
-                    items.c.sync_log_id == log_id,
+                    items.c.sync_log_id.in_(run_chain(metadata, log_id)),
                     items.c.status.in_((ItemStatus.SUCCESS, ItemStatus.SKIPPED)),
                     items.c.checkpoint_value.is_not(None),
                 )
@@ -126,6 +135,9 @@ def finalise(state: AppState, log_id: int, enumeration_error: str | None = None)
     session.expire(integration)
     if first and status == LogStatus.SUCCESS:
         integration.mark_synced()
+        provider = state.provider(integration.provider)
+        if getattr(provider, "detects_deletions", False) and not metadata.get("stopped_at_max_items"):
+            enqueue(state, SYNC_REPORT_DELETIONS, log_id, queue=run_queue(state, integration.provider))
         session.commit()
     _send_signals(state, log_id, integration, status)
     logger.info(

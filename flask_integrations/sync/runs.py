@@ -21,16 +21,15 @@ import sqlalchemy as sa
 from ..clock import utcnow
 from ..db.models import Integration, IntegrationLog
 from ..db.statuses import HealthStatus, LogStatus
-from ..db.transactions import dialect_name
 from ..logs import append_request_ids, collect_request_ids, operation_context
-from ..logs.writing import merged_metadata
 from ..providers import IncrementalSync, ScheduledSync
 from ..queue import enqueue
-from ..queue.names import SYNC_INTEGRATION
+from ..queue.names import SYNC_ENUMERATION_ABANDONED, SYNC_INTEGRATION
 from ..state import AppState, current_state
-from .finalise import finalise
+from .finalise import finalise, maybe_finalise
 from .items import enqueue_items, safe_error
 from .pacing import run_queue
+from .positions import end_enumeration, resume_point, write_run_metadata
 from .session import SyncSession
 
 logger = logging.getLogger("flask_integrations")
@@ -91,10 +90,38 @@ def sync_now(integration: Integration) -> IntegrationLog | None:
     log = start_run(state, integration.id)
     if log is None:
         return None
-    args, queue = (integration.id, log.id), run_queue(state, integration.provider)
-    state.db.session.commit()  # reading the ids may have begun a transaction: the job would wait for it
-    enqueue(state, SYNC_INTEGRATION, *args, queue=queue)
+    enqueue_run(state, integration.id, log.id, integration.provider)
     return log
+
+
+def enqueue_run(state: AppState, integration_id: int, log_id: int, provider_key: str) -> None:
+    """Enqueue the enumeration of a claimed run (with a callback for a worker that dies in it)."""
+    state.db.session.commit()  # reading the ids may have begun a transaction: the job would wait for it
+    enqueue(
+        state,
+        SYNC_INTEGRATION,
+        integration_id,
+        log_id,
+        queue=run_queue(state, provider_key),
+        on_failure=SYNC_ENUMERATION_ABANDONED,
+    )
+
+
+def enumeration_abandoned(
+    integration_id: int | None, log_id: int | None, error: str = "the worker enumerating the run died"
+) -> int:
+    """RQ failed the enumeration job itself (its worker died, it timed out), or the sweep found it
+    unfinished after `lock_ttl`: the items it saved still run, then the run ends `failed`, and
+    the next run resumes at its saved position. Returns 1 when this call ended the enumeration."""
+    state = current_state()
+    log = state.db.session.get(IntegrationLog, log_id) if log_id is not None else None
+    if log is None or log.status != LogStatus.PROCESSING or (log.metadata or {}).get("enumerated"):
+        state.db.session.rollback()
+        return 0
+    logger.warning("flask-integrations: sync run %s: %s", log_id, error)
+    end_enumeration(state, log_id, error)
+    maybe_finalise(state, log_id)
+    return 1
 
 
 def sync_integration(integration_id: int, log_id: int | None = None) -> str | None:
@@ -117,7 +144,12 @@ def sync_integration(integration_id: int, log_id: int | None = None) -> str | No
     provider = state.provider(integration.provider)
     provider_key = integration.provider
     run = SyncSession(
-        state, integration, log_id, metadata.get("batch_id") or uuid4().hex, integration.sync_cursor
+        state,
+        integration,
+        log_id,
+        metadata.get("batch_id") or uuid4().hex,
+        integration.sync_cursor,
+        position=_resume(state, integration_id, log_id, metadata),
     )
     with operation_context(integration, "sync"), collect_request_ids() as request_ids:
         try:
@@ -128,8 +160,9 @@ def sync_integration(integration_id: int, log_id: int | None = None) -> str | No
             if not isinstance(provider, (ScheduledSync, IncrementalSync)):
                 raise TypeError(f"provider {provider_key!r} has no sync() or sync_incremental()")
             run.flush()
-            _mark_enumerated(state, log_id, len(run.item_ids), run.stopped)
-            enqueue_items(state, provider_key, run.item_ids, group=run.batch_id)
+            patch = {"enumerated": True, "item_count": len(run.item_ids), "stopped_at_max_items": run.stopped}
+            write_run_metadata(state, log_id, patch)
+            enqueue_items(state, provider_key, run.item_ids[run.enqueued :], group=run.batch_id)
             session.commit()
             logger.info(
                 "flask-integrations: sync run %s of integration %s dispatched %s item(s)",
@@ -142,20 +175,22 @@ def sync_integration(integration_id: int, log_id: int | None = None) -> str | No
             error = safe_error(integration, exc)
             logger.warning("flask-integrations: sync of integration %s failed: %s", integration_id, error)
             append_request_ids(log_id, request_ids)
-            finalise(state, log_id, enumeration_error=error)
-            return LogStatus.FAILED
+            end_enumeration(state, log_id, error, run.enqueued)
+            return maybe_finalise(state, log_id) or LogStatus.PROCESSING
     append_request_ids(log_id, request_ids)
     if not run.item_ids:
         return finalise(state, log_id)
     return LogStatus.PROCESSING
 
 
-def _mark_enumerated(state: AppState, log_id: int, count: int, stopped: bool) -> None:
-    logs = state.tables["logs"]
-    patch = {"enumerated": True, "item_count": count, "stopped_at_max_items": stopped}
-    state.db.session.execute(
-        sa.update(logs)
-        .where(logs.c.id == log_id)
-        .values(metadata=merged_metadata(logs.c.metadata, patch, dialect_name(state.engine())))
-        .values(updated_at=utcnow())
-    )
+def _resume(state: AppState, integration_id: int, log_id: int, metadata: dict) -> object:
+    """The position this run starts at, written to its log at once (a crash before its first
+    `save_position` must not lose it); None for a run that starts from the beginning."""
+    if "resumed_from" in metadata:  # the job runs again (RQ retried it): keep what was decided
+        return metadata.get("position")
+    position, chain = resume_point(state, integration_id, log_id)
+    if chain:
+        write_run_metadata(state, log_id, {"position": position, "resumed_from": chain})
+        state.db.session.commit()
+        logger.info("flask-integrations: sync run %s resumes run %s at its saved position", log_id, chain[-1])
+    return position

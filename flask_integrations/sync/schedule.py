@@ -15,13 +15,11 @@ from ..clock import utcnow
 from ..db.models import Integration, IntegrationLog
 from ..db.statuses import HealthStatus, ItemStatus, LogStatus
 from ..providers import IncrementalSync, ScheduledSync
-from ..queue import enqueue
-from ..queue.names import SYNC_INTEGRATION
 from ..state import AppState
-from .finalise import finalise, maybe_finalise
+from .finalise import maybe_finalise
 from .items import enqueue_items
-from .pacing import item_delay, run_queue
-from .runs import start_run
+from .pacing import item_delay
+from .runs import enqueue_run, enumeration_abandoned, start_run
 
 
 def due_integrations(state: AppState) -> list[int]:
@@ -52,10 +50,7 @@ def start_run_and_enqueue(state: AppState, integration_id: int) -> IntegrationLo
     log = start_run(state, integration_id, due_only=True)
     if log is None:
         return None
-    provider_key = state.db.session.get(Integration, integration_id).provider
-    log_id = log.id
-    state.db.session.commit()
-    enqueue(state, SYNC_INTEGRATION, integration_id, log_id, queue=run_queue(state, provider_key))
+    enqueue_run(state, integration_id, log.id, state.db.session.get(Integration, integration_id).provider)
     return log
 
 
@@ -109,8 +104,7 @@ def sweep(state: AppState, processing_timeout: float | None = None, now: Any = N
     abandoned = 0
     for row in stale:
         if not (row.metadata or {}).get("enumerated"):
-            error = "the enumeration did not finish within lock_ttl"
-            abandoned += finalise(state, row.id, enumeration_error=error) is not None
+            abandoned += enumeration_abandoned(None, row.id, "the enumeration did not finish within lock_ttl")
     finalised = advance(state)
     return {
         "reset": reset,

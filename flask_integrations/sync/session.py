@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..clock import utcnow
 from ..db.statuses import ItemStatus
+from .positions import commit_position
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..db.models import Integration
@@ -18,20 +19,31 @@ EVENT_MAX, EXTERNAL_ID_MAX = 255, 500
 
 
 class SyncSession:
-    """One run's enumeration: `cursor` (the previous cursor) and `dispatch(...)`.
+    """One run's enumeration: `cursor` (the previous cursor), `position` (where a crashed run
+    saved its place, else None), `dispatch(...)` and `save_position(...)`.
 
-    Dispatched items are inserted into ``{p}_sync_items`` (status `pending`)
-    in the run's transaction; they are enqueued once the enumeration commits.
+    Dispatched items are inserted into ``{p}_sync_items`` (status `pending`) in the run's
+    transaction; they are enqueued once the enumeration commits, or at `save_position`.
     """
 
-    def __init__(self, state: AppState, integration: Integration, log_id: int, batch_id: str, cursor: Any):
+    def __init__(
+        self,
+        state: AppState,
+        integration: Integration,
+        log_id: int,
+        batch_id: str,
+        cursor: Any,
+        position: Any = None,
+    ):
         self._state = state
         self.integration = integration
         self.cursor = cursor
+        self.position = position
         self.batch_id = batch_id
         self.log_id = log_id
         self.max_items = int(state.setting("SYNC")["max_items_per_run"])
         self.item_ids: list[int] = []
+        self.enqueued = 0  # item_ids[:enqueued] are committed and enqueued (by save_position)
         self._rows: list[dict[str, Any]] = []
         self.stopped = False
 
@@ -79,6 +91,19 @@ class SyncSession:
         if len(self._rows) >= 500:
             self.flush()
         return True
+
+    def save_position(self, value: Any) -> None:
+        """Commit the items dispatched so far with `value`, the place enumeration has reached.
+
+        The items are enqueued at once and processed whatever happens to the enumeration
+        next; if it then raises or its worker dies, the next run's `position` is `value`, so
+        enumeration resumes there instead of starting over. The cursor still moves only when
+        a run finalises. `value` must be JSON-serialisable. This commits the session, with
+        whatever else the enumeration wrote to it.
+        """
+        self.flush()
+        commit_position(self._state, self, value)
+        self.position = value
 
     def flush(self) -> None:
         """Insert the dispatched rows (in the caller's transaction)."""

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 
-from flask_integrations import IncrementalSync, Provider
+from flask_integrations import IncrementalSync, IntegrationLog, IntegrationSyncItem, Provider, ScheduledSync
+from tests.helpers.app import db
 
 #: how many items `Feed` dispatches (read per run, so a test can change it)
 ITEMS = {"count": 20}
@@ -58,3 +62,103 @@ class CallingFeed(Feed):
     def sync_incremental(self, integration: Any, session: Any) -> None:
         ITEMS["count"] = integration.at("entries.count").get(lambda: 3)
         super().sync_incremental(integration, session)
+
+
+#: how Backfill pages (read per run; worker processes read SYNC_TEST_PAGES, ..._BREAK_AT, ..._HANG_AT)
+BACKFILL: dict[str, Any] = {"pages": 5, "per_page": 10, "break_at": None}
+#: the `session.position` each Backfill run started at, in this process
+STARTS: list[Any] = []
+
+
+class Backfill(Provider, ScheduledSync):
+    """Lists `pages` pages of `per_page` entries, saving its position (the page) after each; raises
+    on page `break_at`, or hangs there (SYNC_TEST_HANG_AT) until the test kills its worker."""
+
+    def sync(self, integration: Any, session: Any) -> None:
+        import time
+
+        pages = int(os.environ.get("SYNC_TEST_PAGES", BACKFILL["pages"]))
+        per_page = BACKFILL["per_page"]
+        break_at = os.environ.get("SYNC_TEST_BREAK_AT") or BACKFILL["break_at"]
+        hang_at = os.environ.get("SYNC_TEST_HANG_AT")
+        STARTS.append(session.position)
+        for page in range((session.position or 0) + 1, pages + 1):
+            if hang_at and page == int(hang_at):
+                time.sleep(600)
+            if break_at and page == int(break_at):
+                raise RuntimeError(f"page {page} timed out upstream")
+            for k in range(1, per_page + 1):
+                n = (page - 1) * per_page + k
+                session.dispatch("feed.entry", {"n": n}, checkpoint=n, external_id=f"e{n}")
+            session.save_position(page)
+
+
+def create_seen_table() -> None:
+    """The table `record` writes to, empty."""
+    with db.engine.begin() as connection:
+        connection.execute(sa.text("DROP TABLE IF EXISTS sync_seen"))
+        connection.execute(sa.text("CREATE TABLE sync_seen (n INTEGER NOT NULL, pid INTEGER)"))
+
+
+def seen() -> list[int]:
+    return sorted(db.session.execute(sa.text("SELECT n FROM sync_seen")).scalars())
+
+
+def runs(integration_id: int) -> list[IntegrationLog]:
+    return list(
+        db.session.scalars(
+            sa.select(IntegrationLog)
+            .where(IntegrationLog.integration_id == integration_id, IntegrationLog.operation == "sync")
+            .order_by(IntegrationLog.id)
+        )
+    )
+
+
+def items(status: str | None = None) -> list[IntegrationSyncItem]:
+    query = sa.select(IntegrationSyncItem).order_by(IntegrationSyncItem.id)
+    if status:
+        query = query.where(IntegrationSyncItem.status == status)
+    return list(db.session.scalars(query))
+
+
+def refreshed(integration: Any) -> Any:
+    db.session.expire_all()
+    return db.session.get(type(integration), integration.id)
+
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def worker_env(database_url: str, redis_url: str | None = None, **extra: str) -> dict[str, str]:
+    """The environment of a `flask integrations ...` process on tests.helpers.sync_app."""
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "FLASK_APP": "tests.helpers.sync_app:create_app",
+        "SYNC_TEST_DATABASE_URL": database_url,
+        "SYNC_TEST_REDIS_URL": redis_url or "",
+    }
+    for name in ("SYNC_TEST_SLOW", "SYNC_TEST_HANG_AT", "SYNC_TEST_BREAK_AT", "SYNC_TEST_PAGES"):
+        env.pop(name, None)
+    env.update(extra)
+    return env
+
+
+def flask_command(*args: str, env: dict[str, str]) -> subprocess.Popen:
+    """`flask integrations <args>` in a process group of its own (a test may kill it whole)."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "flask", "integrations", *args],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+
+
+def wait_ok(process: subprocess.Popen, timeout: float = 90) -> tuple[str, str]:
+    """Wait for a process and assert that it exited 0."""
+    out, err = process.communicate(timeout=timeout)
+    assert process.returncode == 0, err
+    return out, err

@@ -5,13 +5,13 @@ from __future__ import annotations
 import os
 
 from tests.helpers.app import db, make_app
-from tests.helpers.sync import Feed, record
+from tests.helpers.sync import Backfill, Feed, record
 
 
 def create_app():
     app = make_app(
         os.environ["SYNC_TEST_DATABASE_URL"],
-        INTEGRATIONS_PROVIDERS={"feed": Feed},
+        INTEGRATIONS_PROVIDERS={"feed": Feed, "backfill": Backfill},
         INTEGRATIONS_REDIS_URL=os.environ.get("SYNC_TEST_REDIS_URL") or None,
         INTEGRATIONS_SYNC={
             "items_per_job": int(os.environ.get("SYNC_TEST_PER_JOB", "50")),
