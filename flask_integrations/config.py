@@ -45,7 +45,7 @@ DEFAULTS: dict[str, Any] = {
         "item_queue": None,
         "item_tries": 5,
         "item_backoff": [10, 30, 120, 300, 900],
-        "items_per_job": 50,
+        "items_per_job": 500,
         "lock_ttl": 1800,
         "pending_timeout": 300,
         "max_items_per_run": 10000,

@@ -107,7 +107,7 @@ def test_items_saved_before_a_crash_are_processed_and_the_next_run_resumes(backf
     assert seen() == list(range(1, 21))  # pages 1 and 2 were saved: processed despite the crash
     (crashed,) = runs(backfill.id)
     assert crashed.status == "failed" and "page 3 timed out upstream" in crashed.error
-    assert crashed.metadata["position"] == 2 and crashed.metadata["saved_items"] == 20
+    assert crashed.metadata["position"] == 2 and crashed.metadata["item_count"] == 20
     assert refreshed(backfill).sync_cursor is None  # only a finalised run moves the cursor
 
     sync.BACKFILL["break_at"] = None

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from flask import Flask, after_this_request, g, has_app_context, has_request_context, request
+from flask import Flask, after_this_request, current_app, g, has_app_context, has_request_context, request
 
 from .jobs import QueuedJob, import_function
 
@@ -99,17 +99,20 @@ class EmbeddedRunner:
             self._local.pending = None
         return ran
 
-    def run_all(self, include_delayed: bool = False) -> int:
+    def run_all(self, include_delayed: bool = False, app: Flask | None = None) -> int:
         """Run the held jobs; with `include_delayed`, delayed ones too, at once, and again until
-        no job (a retry of a retry included) is left. Returns how many ran."""
+        no job (a retry of a retry included) is left. With `app`, only that app's delayed jobs
+        (another app's, in the same test process, keep waiting). Returns how many ran."""
         ran = self.run(self.held())
         while include_delayed:
             with self._lock:
-                delayed, self._delayed = list(self._delayed), deque(maxlen=MAX_DELAYED)
-                self._held.extend(delayed)
-            if not delayed:
+                mine = [job for job in self._delayed if app is None or job.state.app is app]
+                others = [job for job in self._delayed if not (app is None or job.state.app is app)]
+                self._delayed = deque(others, maxlen=MAX_DELAYED)
+                self._held.extend(mine)
+            if not mine:
                 return ran
-            ran += self.run(delayed) + self.run(self.held())
+            ran += self.run(mine) + self.run(self.held())
         return ran
 
     @staticmethod
@@ -154,9 +157,11 @@ def run_queued_jobs(include_delayed: bool = False) -> int:
     """Run every job the embedded runner holds now (for tests); returns how many ran.
 
     With `include_delayed`, delayed retries (of sync items and webhooks) run at once too,
-    until none is left: a handler that keeps failing runs until it is out of tries.
+    until none is left: a handler that keeps failing runs until it is out of tries. Inside an
+    app context, only that app's delayed jobs run.
     """
-    return runner.run_all(include_delayed)
+    app = current_app._get_current_object() if has_app_context() else None  # type: ignore[attr-defined]
+    return runner.run_all(include_delayed, app)
 
 
 def init_app(app: Flask) -> None:

@@ -1,14 +1,16 @@
 """Sync items: the `process_sync_items` job, each item's retries, and items a dead worker left.
 
-`process_sync_items` claims its pending items in one UPDATE, runs each handler (the
-handler's work commits item by item), writes the successes in one UPDATE, retries a
-raising item alone with `item_backoff`, and only then (after its statuses committed)
+`process_sync_items` claims its pending items in one UPDATE and runs each handler inside a
+SAVEPOINT (a raising handler's work is undone alone); the successes are written in one UPDATE
+that commits with their handlers' work, at least every `BATCH_SECONDS`. A raising item is
+retried alone with `item_backoff`, and only then (after its statuses committed) the job
 checks whether the run is complete (finalise.py).
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 import sqlalchemy as sa
@@ -29,6 +31,9 @@ logger = logging.getLogger("flask_integrations")
 
 #: An error stored for a run or an item is cut to this many bytes.
 MAX_ERROR_BYTES = 8192
+#: Handlers' work and their items' `success` commit together at least this often (seconds):
+#: one commit per batch instead of one per item, and a dead worker loses at most a batch.
+BATCH_SECONDS = 1.0
 
 
 class UnknownSyncEvent(LookupError):
@@ -85,28 +90,42 @@ def process_sync_items(item_ids: list[int]) -> dict[str, int]:
     handlers = state.app.extensions["integrations"].sync_handlers()
     integrations: dict[int, Integration] = {}
     succeeded: list[int] = []
+    failures: list[tuple[Any, BaseException]] = []
+    batch_started = time.monotonic()
     for row in rows:
         integration = integrations.get(row.integration_id) or session.get(Integration, row.integration_id)
         integrations[row.integration_id] = integration
         with operation_context(integration, "sync"):
             try:
-                handler_for(state, integration, row.event_class, handlers)(integration, row.payload)
-                session.commit()
-                succeeded.append(row.id)
-                outcome[ItemStatus.SUCCESS] += 1
+                with session.begin_nested():  # a raising handler's work is undone alone
+                    handler_for(state, integration, row.event_class, handlers)(integration, row.payload)
             except Exception as exc:
-                session.rollback()
-                outcome[_item_failed(state, integration, row, exc)] += 1
-    if succeeded:
-        session.execute(
-            sa.update(t)
-            .where(t.c.id.in_(succeeded), t.c.status == ItemStatus.PROCESSING)
-            .values(status=ItemStatus.SUCCESS, error=None, completed_at=utcnow(), updated_at=utcnow())
-        )
-        session.commit()
+                failures.append((row, exc))
+                continue
+        succeeded.append(row.id)
+        if time.monotonic() - batch_started > BATCH_SECONDS:
+            outcome[ItemStatus.SUCCESS] += _commit_successes(state, succeeded)
+            succeeded, batch_started = [], time.monotonic()
+    outcome[ItemStatus.SUCCESS] += _commit_successes(state, succeeded)
+    for row, exc in failures:
+        outcome[_item_failed(state, integrations[row.integration_id], row, exc)] += 1
     for log_id in sorted({row.sync_log_id for row in rows if row.sync_log_id is not None}):
         maybe_finalise(state, log_id)
     return outcome
+
+
+def _commit_successes(state: AppState, item_ids: list[int]) -> int:
+    """Mark these items `success` in the transaction that holds their handlers' work, and commit it."""
+    t = state.tables["sync_items"]
+    if item_ids:
+        now = utcnow()
+        state.db.session.execute(
+            sa.update(t)
+            .where(t.c.id.in_(item_ids), t.c.status == ItemStatus.PROCESSING)
+            .values(status=ItemStatus.SUCCESS, error=None, completed_at=now, updated_at=now)
+        )
+    state.db.session.commit()
+    return len(item_ids)
 
 
 def handler_for(state: AppState, integration: Integration, event: str, handlers: dict[str, Any]) -> Any:

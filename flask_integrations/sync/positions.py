@@ -10,7 +10,7 @@ count toward its cursor and its deletion report, as if one run had dispatched th
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -19,9 +19,6 @@ from ..db.transactions import dialect_name
 from ..logs.writing import merged_metadata
 from ..state import AppState
 from .items import enqueue_items
-
-if TYPE_CHECKING:  # pragma: no cover
-    from .session import SyncSession
 
 
 def write_run_metadata(state: AppState, log_id: int, patch: dict[str, Any]) -> None:
@@ -35,13 +32,14 @@ def write_run_metadata(state: AppState, log_id: int, patch: dict[str, Any]) -> N
     )
 
 
-def commit_position(state: AppState, run: SyncSession, value: Any) -> None:
-    """Commit the run's dispatched items with `value` as its position, and enqueue the new ones."""
-    new_ids = run.item_ids[run.enqueued :]
-    write_run_metadata(state, run.log_id, {"position": value, "saved_items": len(run.item_ids)})
-    enqueue_items(state, run.integration.provider, new_ids, group=run.batch_id)
+def commit_position(
+    state: AppState, log_id: int, provider_key: str, batch_id: str, item_ids: list[int], value: Any
+) -> None:
+    """Commit run `log_id` with `value` as its position, and enqueue its items not enqueued yet
+    (`item_ids`)."""
+    write_run_metadata(state, log_id, {"position": value})
+    enqueue_items(state, provider_key, item_ids, group=batch_id)
     state.db.session.commit()
-    run.enqueued = len(run.item_ids)
 
 
 def resume_point(state: AppState, integration_id: int, log_id: int) -> tuple[Any, list[int]]:

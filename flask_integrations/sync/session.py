@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import TYPE_CHECKING, Any
 
+import sqlalchemy as sa
+
 from ..clock import utcnow
 from ..db.statuses import ItemStatus
+from ..pipeline.rows import InsertStatement
 from .positions import commit_position
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -16,6 +20,8 @@ if TYPE_CHECKING:  # pragma: no cover
 logger = logging.getLogger("flask_integrations")
 
 EVENT_MAX, EXTERNAL_ID_MAX = 255, 500
+#: Dispatched items are inserted in batches of this many.
+FLUSH_EVERY = 2000
 
 
 class SyncSession:
@@ -42,9 +48,10 @@ class SyncSession:
         self.batch_id = batch_id
         self.log_id = log_id
         self.max_items = int(state.setting("SYNC")["max_items_per_run"])
+        self._integration_id = integration.id
         self.item_ids: list[int] = []
         self.enqueued = 0  # item_ids[:enqueued] are committed and enqueued (by save_position)
-        self._rows: list[dict[str, Any]] = []
+        self._rows: list[tuple[str, str | None, Any, Any]] = []
         self.stopped = False
 
     def __repr__(self) -> str:
@@ -72,23 +79,10 @@ class SyncSession:
                 )
             self.stopped = True
             return False
-        now = utcnow()
         self._rows.append(
-            {
-                "integration_id": self.integration.id,
-                "batch_id": self.batch_id,
-                "sync_log_id": self.log_id,
-                "event_class": event,
-                "external_id": None if external_id is None else str(external_id)[:EXTERNAL_ID_MAX],
-                "checkpoint_value": checkpoint,
-                "payload": payload,
-                "status": ItemStatus.PENDING,
-                "attempts": 0,
-                "created_at": now,
-                "updated_at": now,
-            }
+            (event, None if external_id is None else str(external_id)[:EXTERNAL_ID_MAX], checkpoint, payload)
         )
-        if len(self._rows) >= 500:
+        if len(self._rows) >= FLUSH_EVERY:
             self.flush()
         return True
 
@@ -102,16 +96,76 @@ class SyncSession:
         whatever else the enumeration wrote to it.
         """
         self.flush()
-        commit_position(self._state, self, value)
+        new_ids = self.item_ids[self.enqueued :]
+        commit_position(self._state, self.log_id, self.integration.provider, self.batch_id, new_ids, value)
+        self.enqueued = len(self.item_ids)
         self.position = value
 
     def flush(self) -> None:
         """Insert the dispatched rows (in the caller's transaction)."""
         if not self._rows:
             return
-        table = self._state.tables["sync_items"]
-        result = self._state.db.session.execute(
-            table.insert().returning(table.c.id, sort_by_parameter_order=True), self._rows
-        )
-        self.item_ids.extend(result.scalars().all())
+        now = utcnow()
+        rows = [
+            {
+                "integration_id": self._integration_id,
+                "batch_id": self.batch_id,
+                "sync_log_id": self.log_id,
+                "event_class": event,
+                "external_id": external_id,
+                "checkpoint_value": checkpoint,
+                "payload": payload,
+                "status": ItemStatus.PENDING,
+                "error": None,
+                "attempts": 0,
+                "completed_at": None,
+                "created_at": now,
+                "updated_at": now,
+            }
+            for event, external_id, checkpoint, payload in self._rows
+        ]
+        self.item_ids.extend(insert_items(self._state, rows))
         self._rows = []
+
+
+def insert_items(state: AppState, rows: list[dict[str, Any]]) -> list[int]:
+    """Insert item rows in the session's transaction; their ids, in order.
+
+    With psycopg 3 the rows go in one COPY, their ids taken from the table's sequence first:
+    several times faster than a multi-row INSERT ... RETURNING, whose SQL psycopg parses anew
+    for every batch. Elsewhere, SQLAlchemy's INSERT ... RETURNING.
+    """
+    table = state.tables["sync_items"]
+    connection = state.db.session.connection()
+    cursor = connection.connection.cursor()
+    if not callable(getattr(cursor, "copy", None)):
+        cursor.close()
+        result = connection.execute(table.insert().returning(table.c.id, sort_by_parameter_order=True), rows)
+        return list(result.scalars().all())
+    ids = connection.execute(_RESERVE_IDS, {"table": table.name, "n": len(rows)}).scalars().all()
+    statement = state.derived("sync_item_copy", lambda: InsertStatement(state.engine(), table))
+    for row, item_id in zip(rows, ids, strict=True):
+        row["id"] = item_id
+        row["payload"] = _json(row["payload"], row)
+        row["checkpoint_value"] = _json(row["checkpoint_value"], row)
+    try:
+        statement.write_many(cursor, rows)
+    finally:
+        cursor.close()
+    return list(ids)
+
+
+_RESERVE_IDS = sa.text("SELECT nextval(pg_get_serial_sequence(:table, 'id')) FROM generate_series(1, :n)")
+
+
+def _json(value: Any, row: dict[str, Any]) -> str | None:
+    """A JSON column's text for COPY (None stays NULL)."""
+    if value is None:
+        return None
+    try:
+        return json.dumps(value)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(
+            f"the payload and checkpoint of a sync item must be JSON-serialisable: "
+            f"item {row['event_class']!r} ({row['external_id']}): {exc}"
+        ) from None

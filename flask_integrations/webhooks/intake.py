@@ -6,6 +6,7 @@ passes plain values down.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -58,6 +59,14 @@ def dedup_key(provider: str, integration_id: int | None, delivery_id: str) -> st
     """sha256 of (provider, integration id or "-", delivery id): unique per delivery."""
     parts = [provider, "-" if integration_id is None else str(integration_id), delivery_id]
     return hashlib.sha256(json.dumps(parts).encode("utf-8", "replace")).hexdigest()
+
+
+@functools.cache
+def _unless_seen_statement(table: sa.Table, dialect: str) -> Any:
+    """``INSERT ... ON CONFLICT (dedup_key) DO NOTHING RETURNING id``, built once per table: the
+    values go in as parameters, so SQLAlchemy reuses its compiled form for every delivery."""
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    return insert(table).on_conflict_do_nothing(index_elements=["dedup_key"]).returning(table.c.id)
 
 
 @dataclass
@@ -119,11 +128,7 @@ def store_webhook(
 def _insert_unless_seen(session: Any, table: sa.Table, values: dict[str, Any]) -> int | None:
     dialect = session.get_bind().dialect.name
     if dialect in ("postgresql", "sqlite"):
-        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-        statement = (
-            insert(table).values(**values).on_conflict_do_nothing(index_elements=["dedup_key"])
-        ).returning(table.c.id)
-        return session.execute(statement).scalar_one_or_none()
+        return session.execute(_unless_seen_statement(table, dialect), values).scalar_one_or_none()
     try:  # other dialects: the unique index still decides, in a savepoint
         with session.begin_nested():
             return session.execute(sa.insert(table).values(**values).returning(table.c.id)).scalar_one()
