@@ -32,7 +32,7 @@ def test_allows_per_minute_then_refuses_at_once(store: Store) -> None:
     started = time.monotonic()
     with pytest.raises(RateLimitExceeded) as raised:
         ratelimit.acquire(store, ID, 3, max_wait=0)
-    assert time.monotonic() - started < 0.1
+    assert time.monotonic() - started < 1  # refusing never sleeps (a wait would be 60 s)
     assert raised.value.integration_id == ID
     assert raised.value.retry_after == pytest.approx(60)
 
@@ -70,7 +70,7 @@ def test_waits_for_capacity_within_max_wait(store: Store) -> None:
     ratelimit.report(store, ID, retry_after=0.3)
     started = time.monotonic()
     ratelimit.acquire(store, ID, 10, max_wait=2)
-    assert 0.25 <= time.monotonic() - started < 1.0
+    assert 0.25 <= time.monotonic() - started < 2
 
 
 def test_a_wait_known_to_exceed_max_wait_raises_at_once(store: Store) -> None:
@@ -78,7 +78,7 @@ def test_a_wait_known_to_exceed_max_wait_raises_at_once(store: Store) -> None:
     started = time.monotonic()
     with pytest.raises(RateLimitExceeded) as raised:
         ratelimit.acquire(store, ID, 10, max_wait=5)
-    assert time.monotonic() - started < 0.1
+    assert time.monotonic() - started < 1  # a known 30 s wait is not started
     assert raised.value.retry_after == pytest.approx(30)
 
 

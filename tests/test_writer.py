@@ -54,13 +54,30 @@ def committed_rows(integration_id: int) -> int:
         engine.dispose()
 
 
-def test_the_call_returns_before_its_row_is_written(api, upstream_server, slow_writer):
-    started = time.perf_counter()
+@pytest.fixture
+def held_writer(monkeypatch):
+    """Each batch waits until the test releases it (at most 10 s), so no timing is involved."""
+    write = writer_module.RowWriter._write
+    release = threading.Event()
+    held_to_the_end = []
+
+    def held(self, batch):
+        held_to_the_end.append(not release.wait(10))
+        write(self, batch)
+
+    monkeypatch.setattr(writer_module.RowWriter, "_write", held)
+    yield release, held_to_the_end
+    release.set()
+
+
+def test_the_call_returns_before_its_row_is_written(api, upstream_server, held_writer):
+    release, held_to_the_end = held_writer
     api.at("ping").get(upstream_server.url + "/json")
-    assert time.perf_counter() - started < 0.25
     assert committed_rows(api.id) == 0
+    release.set()
     writer_module.wait_for_all_rows()
     assert committed_rows(api.id) == 1
+    assert held_to_the_end == [False], "the call waited for its row's write"
 
 
 def test_a_query_of_the_same_thread_reads_the_row(api, upstream_server, slow_writer):
