@@ -219,8 +219,8 @@ def test_unreachable_redis_fails_open_for_cache_breaker_and_limiter(dead_store: 
     assert breaker.breaker_state(dead_store, 1, BREAKER) == "closed"
     breaker.reset(dead_store, 1)
     ratelimit.report(dead_store, 1, retry_after=30)
-    assert ratelimit.acquire(dead_store, 1, per_minute=1, max_wait=0) is None
-    assert ratelimit.acquire(dead_store, 1, per_minute=1, max_wait=0) is None
+    assert ratelimit.acquire(dead_store, 1, limits=1, max_wait=0) is None
+    assert ratelimit.acquire(dead_store, 1, limits=1, max_wait=0) is None
 
 
 def test_unreachable_redis_fails_locks_closed(dead_store: RedisStore) -> None:

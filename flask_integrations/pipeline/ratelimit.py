@@ -1,13 +1,15 @@
-"""Rate limiting per integration: a shared sliding window plus adaptive suppression.
+"""Rate limiting per integration: shared sliding windows plus adaptive suppression.
 
-The window allows `per_minute` attempts in any 60 seconds, counted across
-every process (a sorted-set log in Redis, a list in memory). Suppression
+Each `Limit` window allows `n` attempts in any sliding second, minute, hour or
+day, counted across every process (a sorted-set log in Redis, a list in
+memory); an attempt takes a slot in every window or, when one is full, in
+none (one atomic store operation). A plain int is a per-minute window. Suppression
 records that the upstream asked us to wait (`Retry-After`, or
 ``remaining == 0`` with a reset time) and holds every caller until then, with
 or without a window. Every attempt takes one slot; a refused acquisition
 takes none.
 
-Keys: ``ratelimit:{id}:window`` and ``ratelimit:{id}:until``. With the store
+Keys: ``ratelimit:{id}:per:{period}`` (one per window) and ``ratelimit:{id}:until``. With the store
 unreachable, acquisitions are allowed (fail open) and reports are dropped.
 
 The `limits` library was considered and not used: it opens its own Redis
@@ -26,9 +28,9 @@ from typing import Any
 from ..clock import as_utc
 from ..errors import RateLimitExceeded
 from ..parsing import parse_int, parse_number
+from ..providers.limits import Limit, limits_of
 from ..state.store import Store, fail_open
 
-WINDOW = 60.0
 #: Longest single sleep while waiting, so that a longer suppression reported meanwhile
 #: by another process is noticed (and raised at once) instead of slept through.
 STEP = 0.5
@@ -36,9 +38,17 @@ STEP = 0.5
 EPOCH_THRESHOLD = 1_000_000_000
 
 
-def _keys(integration_id: int) -> tuple[str, str]:
-    base = f"ratelimit:{integration_id}:"
-    return base + "window", base + "until"
+def _prefix(integration_id: int) -> str:
+    return f"ratelimit:{integration_id}:"
+
+
+def _until_key(integration_id: int) -> str:
+    return _prefix(integration_id) + "until"
+
+
+def _windows(integration_id: int, limits: tuple[Limit, ...]) -> list[tuple[str, int, float]]:
+    base = _prefix(integration_id) + "per:"
+    return [(base + limit.per, limit.n, limit.seconds) for limit in limits]
 
 
 @fail_open(None)
@@ -71,7 +81,7 @@ def report(
     wait = min(max(waits, default=0.0), cap)
     if wait <= 0:
         return
-    store.set_max(_keys(integration_id)[1], now + wait, wait)
+    store.set_max(_until_key(integration_id), now + wait, wait)
 
 
 def _seconds_until(reset_at: float | datetime, now: float) -> float:
@@ -82,26 +92,31 @@ def _seconds_until(reset_at: float | datetime, now: float) -> float:
 
 def read_keys(integration_id: int) -> list[str]:
     """The key `acquire` reads first, for callers that batch their reads."""
-    return [_keys(integration_id)[1]]
+    return [_until_key(integration_id)]
 
 
 @fail_open(None)
 def acquire(
-    store: Store, integration_id: int, per_minute: int | None, max_wait: float, known: list[Any] | None = None
+    store: Store,
+    integration_id: int,
+    limits: int | Limit | list[Limit] | tuple[Limit, ...] | None,
+    max_wait: float,
+    known: list[Any] | None = None,
 ) -> None:
-    """Take one slot, waiting up to `max_wait` seconds for one.
+    """Take one slot in every window of `limits`, waiting up to `max_wait` seconds for them.
 
     Raises `RateLimitExceeded` (with `retry_after`) at once when the wait is known
-    to be longer than what is left of `max_wait`. `per_minute` None or 0 means no
-    window; the upstream's suppression applies either way.
+    to be longer than what is left of `max_wait`. `limits` None means no window
+    (an int is per minute); the upstream's suppression applies either way.
     """
-    window_key, until_key = _keys(integration_id)
+    windows = _windows(integration_id, limits_of(limits))
+    until_key = _until_key(integration_id)
     deadline = time.monotonic() + max_wait
     while True:
         wait = _until_to_wait(store, known[0]) if known is not None else _suppressed_for(store, until_key)
         known = None
-        if not wait and per_minute:
-            wait = store.window_acquire(window_key, int(per_minute), WINDOW)
+        if not wait and windows:
+            wait = store.windows_acquire(windows)
         if not wait:
             return
         left = deadline - time.monotonic()
@@ -122,5 +137,5 @@ def _until_to_wait(store: Store, until: Any) -> float:
 
 @fail_open(None)
 def reset(store: Store, integration_id: int) -> None:
-    """Forget the window and any suppression (tests, dashboard)."""
-    store.delete(*_keys(integration_id))
+    """Forget the windows and any suppression (tests, dashboard, a deleted integration)."""
+    store.delete_prefix(_prefix(integration_id))

@@ -14,6 +14,7 @@ from .capabilities import (
     SupportsIdempotency,
 )
 from .handlers import on_deleted, on_sync_item, on_webhook
+from .limits import Limit
 from .registration import RESERVED_KEYS, check_provider_class, load_provider
 
 __all__ = [
@@ -24,6 +25,7 @@ __all__ = [
     "HandlesWebhooks",
     "HasHealthCheck",
     "IncrementalSync",
+    "Limit",
     "OAuth2",
     "Provider",
     "RedactsRequestData",

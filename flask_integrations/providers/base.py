@@ -9,6 +9,7 @@ from urllib.parse import quote
 from ..errors import IntegrationsError
 from . import fields
 from .capabilities import OAUTH_TOKEN_FIELDS, OAuth2
+from .limits import Limit
 
 if TYPE_CHECKING:  # pragma: no cover
     import httpx
@@ -33,8 +34,9 @@ class Provider:
     #: the URL that path targets (``.get("/items")``) are joined to; ``{field}`` placeholders are
     #: filled per integration from its credentials, then its metadata (``https://{subdomain}.x.com``)
     base_url: ClassVar[str | None] = None
-    #: requests per minute across all processes, or None for no limit
-    rate_limit: ClassVar[int | None] = None
+    #: attempts per minute across all processes (an int), one `Limit` or a list of them
+    #: (``[Limit(10, per="second"), Limit(5000, per="hour")]``), or None for no limit
+    rate_limit: ClassVar[int | Limit | list[Limit] | None] = None
     #: how URL calls authenticate: a scheme of `flask_integrations.auth` (`Bearer("api_key")`, ...)
     auth: ClassVar[Any] = None
 

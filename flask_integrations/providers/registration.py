@@ -13,6 +13,7 @@ from . import fields
 from .base import Provider, placeholders
 from .capabilities import REQUIRED_METHODS
 from .handlers import handler_methods
+from .limits import limits_of
 
 PROVIDER_KEY = re.compile(r"^[a-z0-9_-]+$")
 #: Provider keys the package's own routes use.
@@ -40,10 +41,10 @@ def check_provider_class(key: str, cls: Any, setting: str = "INTEGRATIONS_PROVID
                     f"{where}: field {unsupported[0]} has a type that cannot be validated "
                     "(use str, int, float, bool, list, dict, Optional or Any)."
                 )
-    for attr in ("sync_interval", "rate_limit"):
-        value = getattr(cls, attr, None)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value <= 0):
-            raise ConfigurationError(f"{where}.{attr} must be a positive integer or None.")
+    value = getattr(cls, "sync_interval", None)
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value <= 0):
+        raise ConfigurationError(f"{where}.sync_interval must be a positive integer or None.")
+    limits_of(getattr(cls, "rate_limit", None), f"{where}.rate_limit")
     if cls.base_url is not None and not (
         isinstance(cls.base_url, str) and cls.base_url.startswith(("http://", "https://"))
     ):

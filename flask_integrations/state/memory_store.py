@@ -126,16 +126,23 @@ class MemoryStore(Store):
             self._expires.pop(key, None)
             return self._data.pop(key, None) or {}
 
-    def window_acquire(self, key: str, limit: int, window: float) -> float:
+    def windows_acquire(self, windows: list[tuple[str, int, float]]) -> float:
         with self._guard:
             now = self.clock()
-            stamps: list[float] = self._live(key, now) or []
-            del stamps[: bisect_right(stamps, now - window)]
-            if len(stamps) < limit:
+            logs = []
+            wait = 0.0
+            for key, limit, window in windows:
+                stamps: list[float] = self._live(key, now) or []
+                del stamps[: bisect_right(stamps, now - window)]
+                if len(stamps) >= limit:
+                    wait = max(wait, stamps[len(stamps) - limit] + window - now, 0.001)
+                logs.append((key, stamps, window))
+            if wait:
+                return wait
+            for key, stamps, window in logs:
                 insort(stamps, now)
                 self._put(key, stamps, window, now)
-                return 0.0
-            return max(stamps[len(stamps) - limit] + window - now, 0.001)
+            return 0.0
 
     def acquire_lock(self, name: str, ttl: float) -> str | None:
         token = uuid.uuid4().hex

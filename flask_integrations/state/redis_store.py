@@ -40,19 +40,27 @@ redis.call('DEL', KEYS[1])
 return counters
 """
 
-# Sorted set of slot members scored by time; answers the wait as a string (Lua numbers
-# returned to Redis are truncated to integers).
-_WINDOW_ACQUIRE = """
-local now, window, limit = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
-local count = redis.call('ZCARD', KEYS[1])
-if count < limit then
-  redis.call('ZADD', KEYS[1], now, ARGV[4])
-  redis.call('PEXPIRE', KEYS[1], math.ceil(window * 1000))
-  return '0'
+# One sorted set of slot members scored by time per window (KEYS[i], with ARGV limit and
+# window pairs after now and the member): every window is checked before any takes a slot.
+# Answers the wait as a string (Lua numbers returned to Redis are truncated to integers).
+_WINDOWS_ACQUIRE = """
+local now, member = tonumber(ARGV[1]), ARGV[2]
+local wait = 0
+for i, key in ipairs(KEYS) do
+  local limit, window = tonumber(ARGV[1 + 2 * i]), tonumber(ARGV[2 + 2 * i])
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', now - window)
+  local count = redis.call('ZCARD', key)
+  if count >= limit then
+    local oldest = redis.call('ZRANGE', key, count - limit, count - limit, 'WITHSCORES')
+    wait = math.max(wait, tonumber(oldest[2]) + window - now)
+  end
 end
-local oldest = redis.call('ZRANGE', KEYS[1], count - limit, count - limit, 'WITHSCORES')
-return tostring(tonumber(oldest[2]) + window - now)
+if wait > 0 then return tostring(wait) end
+for i, key in ipairs(KEYS) do
+  redis.call('ZADD', key, now, member)
+  redis.call('PEXPIRE', key, math.ceil(tonumber(ARGV[2 + 2 * i]) * 1000))
+end
+return '0'
 """
 
 _RELEASE_LOCK = """
@@ -60,7 +68,12 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) 
 return 0
 """
 
-_SCRIPTS = {"set_max": _SET_MAX, "hash_take": _HASH_TAKE, "window": _WINDOW_ACQUIRE, "release": _RELEASE_LOCK}
+_SCRIPTS = {
+    "set_max": _SET_MAX,
+    "hash_take": _HASH_TAKE,
+    "windows": _WINDOWS_ACQUIRE,
+    "release": _RELEASE_LOCK,
+}
 
 
 def _ms(ttl: float) -> int:
@@ -256,10 +269,13 @@ class RedisStore(Store):
         flat = self._run(lambda r: self._scripts["hash_take"](keys=[self._k(key)]))
         return {flat[i]: int(flat[i + 1]) for i in range(0, len(flat), 2)}
 
-    def window_acquire(self, key: str, limit: int, window: float) -> float:
+    def windows_acquire(self, windows: list[tuple[str, int, float]]) -> float:
         now = self.clock()
-        args = [repr(now), repr(float(window)), int(limit), f"{now:.6f}:{uuid.uuid4().hex[:12]}"]
-        wait = self._run(lambda r: self._scripts["window"](keys=[self._k(key)], args=args))
+        args: list[Any] = [repr(now), f"{now:.6f}:{uuid.uuid4().hex[:12]}"]
+        for _, limit, window in windows:
+            args += [int(limit), repr(float(window))]
+        keys = [self._k(key) for key, _, _ in windows]
+        wait = self._run(lambda r: self._scripts["windows"](keys=keys, args=args))
         return max(float(wait), 0.001) if wait != "0" else 0.0
 
     def acquire_lock(self, name: str, ttl: float) -> str | None:

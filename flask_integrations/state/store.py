@@ -132,12 +132,18 @@ class Store(ABC):
     def hash_take(self, key: str) -> dict[str, int]:
         """Read a hash of counters and delete it, atomically: each count is taken by one caller."""
 
-    @abstractmethod
     def window_acquire(self, key: str, limit: int, window: float) -> float:
         """Sliding window log: take a slot if fewer than `limit` were taken in the last `window` s.
 
         Returns 0.0 when a slot was taken, else the seconds until one frees (nothing is taken).
         """
+        return self.windows_acquire([(key, limit, window)])
+
+    @abstractmethod
+    def windows_acquire(self, windows: list[tuple[str, int, float]]) -> float:
+        """Several sliding windows (key, limit, seconds) at once: a slot is taken in every one of
+        them, atomically, only when each has room. Returns 0.0 when taken, else the seconds until
+        every full window has a free slot (nothing is taken in any)."""
 
     @abstractmethod
     def acquire_lock(self, name: str, ttl: float) -> str | None:
