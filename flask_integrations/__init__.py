@@ -27,6 +27,7 @@ from .errors import (
 from .extension import Integrations
 from .pipeline.context import RequestContext
 from .providers import (
+    ClassifiesFailures,
     CustomizesRetry,
     HandlesWebhooks,
     HasHealthCheck,
@@ -48,6 +49,7 @@ __version__ = "0.1.0.dev0"
 
 __all__ = [
     "CircuitOpenError",
+    "ClassifiesFailures",
     "ConfigurationError",
     "CredentialsDecryptionError",
     "CustomizesRetry",

@@ -20,6 +20,7 @@ from .db.mapping import map_models
 from .db.models import Integration
 from .db.services import ModelServices, install
 from .errors import ConfigurationError
+from .health import incidents  # noqa: F401 - connects its signal receivers
 from .health import status as health
 from .lifecycle import credentials, records
 from .oauth import tokens

@@ -23,6 +23,12 @@ webhook_received = _signals.signal("integrations.webhook-received")
 sync_item_failed = _signals.signal("integrations.sync-item-failed")
 #: integration=, log=, status=
 sync_completed = _signals.signal("integrations.sync-completed")
+#: integration= (once per transition across processes: the caller whose failure opened it)
+breaker_opened = _signals.signal("integrations.breaker-opened")
+#: integration= (the probe whose success closed it, or an operator's reset)
+breaker_closed = _signals.signal("integrations.breaker-closed")
+#: integration=, since= (the last successful run's time, or None if it never had one); once per episode
+sync_stale = _signals.signal("integrations.sync-stale")
 #: integration=
 oauth_completed = _signals.signal("integrations.oauth-completed")
 oauth_revoked = _signals.signal("integrations.oauth-revoked")
@@ -38,6 +44,9 @@ __all__ = [
     "webhook_received",
     "sync_item_failed",
     "sync_completed",
+    "breaker_opened",
+    "breaker_closed",
+    "sync_stale",
     "oauth_completed",
     "oauth_revoked",
 ]

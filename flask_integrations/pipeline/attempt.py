@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
+from .. import signals
 from ..db.statuses import FailureClass
 from ..errors import CircuitOpenError, RateLimitExceeded, StoreUnavailable
 from ..oauth import tokens
@@ -61,7 +62,9 @@ def attempts(
             claimed = True
         ctx = RequestContext(integration=integration, idempotency_key=spec.idempotency_key, attempt=attempt)
         outcome = call_once(state, provider, spec, method, target, ctx)
-        breaker.after_attempt(store, integration.id, outcome.failure, breaker_settings, probe)
+        transition = breaker.after_attempt(store, integration.id, outcome.failure, breaker_settings, probe)
+        if transition is not None:
+            send_breaker_signal(state, integration, transition)
         report_limits(store, integration.id, ctx, outcome, state.setting("RETRY_AFTER_MAX"))
         best_effort(
             "write the request row", record, state, provider, spec, method, target, ctx, outcome, call_log
@@ -84,6 +87,7 @@ def attempts(
             provider=provider,
             retry_after_max=state.setting("RETRY_AFTER_MAX"),
             response=outcome.response,
+            failure=outcome.failure if outcome.classified_by_provider else None,
         )
         if delay is None:
             break
@@ -116,6 +120,12 @@ def admit(state: AppState, provider: Any, store: Any, integration_id: int) -> bo
             breaker.after_attempt(store, integration_id, FailureClass.THROTTLE, settings, probe)
         raise
     return probe
+
+
+def send_breaker_signal(state: AppState, integration: Any, transition: str) -> None:
+    """`breaker_opened` / `breaker_closed`, by the one caller that saw the transition."""
+    signal = signals.breaker_opened if transition == breaker.OPENED else signals.breaker_closed
+    best_effort(f"send breaker_{transition}", lambda: signal.send(state.app, integration=integration))
 
 
 def best_effort(what: str, fn: Any, *args: Any) -> None:
@@ -160,6 +170,10 @@ def call_once(
         outcome.status = classify.find_status(exc)
         outcome.failure = classify.classify_exception(exc)
     outcome.duration_ms = int((time.perf_counter() - started) * 1000)
+    if outcome.failure is not None:
+        told = classify.provider_failure_class(provider, outcome.exc, outcome.response)
+        if told is not None:
+            outcome.failure, outcome.classified_by_provider = told, True
     return outcome
 
 

@@ -102,6 +102,9 @@ def _claim_probe(store: Store, integration_id: int, open_until: float, settings:
     return True
 
 
+OPENED, CLOSED_AGAIN = "opened", "closed"
+
+
 @fail_open(None)
 def after_attempt(
     store: Store,
@@ -109,32 +112,38 @@ def after_attempt(
     failure_class: str | None,
     settings: dict[str, Any],
     probe: bool,
-) -> None:
-    """Record an attempt's outcome: None = success, else the failure class of the classifier."""
+) -> str | None:
+    """Record an attempt's outcome: None = success, else the failure class of the classifier.
+
+    Returns ``"opened"`` to the one caller whose failure opened a closed breaker and
+    ``"closed"`` to the probe whose success closed it (each transition is seen by exactly
+    one caller across processes), else None.
+    """
     if not settings["enabled"]:
-        return
+        return None
     open_key, failures_key, _ = _keys(integration_id)
     local = _local(store)
     if failure_class is None:
         if probe:
             store.delete(open_key, failures_key)
             _release_probe(store, integration_id)
-        elif local.failures_seen.get(integration_id, True):
+            return CLOSED_AGAIN
+        if local.failures_seen.get(integration_id, True):
             store.delete(failures_key)
             local.failures_seen[integration_id] = False
-        return
+        return None
     if failure_class != FailureClass.UPSTREAM:
         if probe:
             _release_probe(store, integration_id)
-        return
+        return None
     open_until = repr(store.clock() + float(settings["cooldown"]))
     if probe:
         store.set(open_key, open_until, STATE_TTL)
         _release_probe(store, integration_id)
-        return
+        return None
     local.failures_seen[integration_id] = True
-    if store.incr(failures_key, 1, STATE_TTL) >= settings["threshold"]:
-        store.set_if_absent(open_key, open_until, STATE_TTL)
+    opens = store.incr(failures_key, 1, STATE_TTL) >= settings["threshold"]
+    return OPENED if opens and store.set_if_absent(open_key, open_until, STATE_TTL) else None
 
 
 def _release_probe(store: Store, integration_id: int) -> None:
@@ -156,11 +165,16 @@ def breaker_state(store: Store, integration_id: int, settings: dict[str, Any]) -
     return OPEN if store.clock() < float(opened) else HALF_OPEN
 
 
-@fail_open(None)
-def reset(store: Store, integration_id: int) -> None:
-    """Close the breaker and forget its failures (the dashboard's "reset breaker")."""
+@fail_open(False)
+def reset(store: Store, integration_id: int) -> bool:
+    """Close the breaker and forget its failures (the dashboard's "reset breaker").
+
+    True when it was open or half-open: this call closed it."""
     local = _local(store)
     with local.lock:
         local.probe_tokens.pop(integration_id, None)
         local.failures_seen.pop(integration_id, None)
-    store.delete(*_keys(integration_id))
+    open_key, failures_key, probe_key = _keys(integration_id)
+    closed = store.delete(open_key) == 1  # one caller deletes the marker, whoever else resets
+    store.delete(failures_key, probe_key)
+    return closed

@@ -5,11 +5,13 @@
 that could never be sent), `unknown` (everything else). SDK exceptions are
 judged by their chain (`__cause__` / `__context__`): the first link that says
 something decides, so an SDK error raised from an `httpx.HTTPStatusError` is
-classified by the status inside it.
+classified by the status inside it. A `ClassifiesFailures` provider speaks first
+(`provider_failure_class`), and its answer feeds the same three consumers.
 """
 
 from __future__ import annotations
 
+import logging
 import socket
 import sys
 from collections.abc import Iterator, Mapping
@@ -22,6 +24,7 @@ import httpx
 from ..db.statuses import FailureClass
 from ..errors import IntegrationHTTPError, IntegrationsError, RateLimitExceeded, RetryableError
 from ..parsing import parse_number
+from ..providers import ClassifiesFailures
 
 UPSTREAM, THROTTLE, CLIENT, UNKNOWN = (
     FailureClass.UPSTREAM,
@@ -39,7 +42,13 @@ __all__ = [
     "find_retry_after",
     "find_status",
     "parse_retry_after",
+    "provider_failure_class",
 ]
+
+logger = logging.getLogger("flask_integrations")
+
+#: What `ClassifiesFailures.classify_failure` may answer (besides None).
+PROVIDER_CLASSES = (UPSTREAM, THROTTLE, CLIENT)
 
 #: Links followed at most; SDK chains are a handful deep, cycles are guarded separately.
 MAX_CHAIN = 32
@@ -104,6 +113,34 @@ def classify_exception(exc: BaseException) -> str:
     """The failure class of an exception, judged by the first link of its chain that tells."""
     link = deciding_link(exc)
     return UNKNOWN if link is None else _classify_link(link) or UNKNOWN
+
+
+def provider_failure_class(provider: Any, exc: BaseException | None, response: Any) -> str | None:
+    """The class a `ClassifiesFailures` provider gives a failed attempt, or None to use the defaults.
+
+    A hook that raises or answers something else is logged and has no opinion: it never
+    masks the failure it was asked about.
+    """
+    if not isinstance(provider, ClassifiesFailures):
+        return None
+    try:
+        said = provider.classify_failure(exc, response)
+    except Exception:
+        logger.warning(
+            "%s.classify_failure raised; the default classifier decides.", provider.key, exc_info=True
+        )
+        return None
+    if said is None:
+        return None
+    if said not in PROVIDER_CLASSES:
+        logger.warning(
+            "%s.classify_failure returned %r, not one of upstream, throttle, client or None; "
+            "the default classifier decides.",
+            provider.key,
+            said,
+        )
+        return None
+    return FailureClass(said)
 
 
 def deciding_link(exc: BaseException | None) -> BaseException | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .. import signals
 from ..db.models import Integration
 from ..state import AppState, current_state
 from . import breaker, cache, ratelimit
@@ -14,8 +15,10 @@ def breaker_state(integration: Integration) -> str:
 
 
 def reset_breaker(integration: Integration) -> None:
-    """Close the breaker and forget its failures."""
-    breaker.reset(current_state().store, integration.id)
+    """Close the breaker and forget its failures (`breaker_closed` when it was open)."""
+    state = current_state()
+    if breaker.reset(state.store, integration.id):
+        signals.breaker_closed.send(state.app, integration=integration)
 
 
 def forget_cache(integration: Integration, endpoint: str | None = None) -> None:

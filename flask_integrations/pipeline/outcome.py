@@ -22,6 +22,8 @@ class Outcome:
     exc: BaseException | None = None
     status: int | None = None
     failure: str | None = None
+    #: the failure class came from the provider's `classify_failure`
+    classified_by_provider: bool = False
     duration_ms: int = 0
     request_data: Any = None
     request_id: int | None = None

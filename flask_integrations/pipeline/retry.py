@@ -54,12 +54,14 @@ def retry_delay(
     provider: object,
     retry_after_max: float,
     response: Any = None,
+    failure: str | None = None,
 ) -> float | None:
     """Seconds to wait before the next attempt, or None to stop and raise.
 
     `attempt` is the 1-based attempt that just failed. Pass `status` for an
     HTTP answer, `exc` for an exception (or both); `response` (the
-    `httpx.Response`, when there is one) supplies `Retry-After`.
+    `httpx.Response`, when there is one) supplies `Retry-After`. `failure` is
+    the class a `ClassifiesFailures` provider gave, which the defaults then follow.
     """
     retryable = deciding_link(exc)
     if isinstance(retryable, RetryableError):
@@ -75,8 +77,9 @@ def retry_delay(
         return None
     if status is None:
         status = find_status(exc)
-    failure = _failure_class(status, exc)
-    default = _default_delay(failure, status, exc, attempt, response)
+    told = failure is not None
+    failure = failure or _failure_class(status, exc)
+    default = _default_delay(failure, status, exc, attempt, response, told)
 
     if isinstance(provider, CustomizesRetry):
         seen = exc if exc is not None else IntegrationHTTPError(status, response)
@@ -102,15 +105,21 @@ def _failure_class(status: int | None, exc: BaseException | None) -> str | None:
 
 
 def _default_delay(
-    failure: str | None, status: int | None, exc: BaseException | None, attempt: int, response: Any
+    failure: str | None,
+    status: int | None,
+    exc: BaseException | None,
+    attempt: int,
+    response: Any,
+    told: bool,
 ) -> float | None:
-    """The default wait for a failure class, None for failures not worth repeating."""
+    """The default wait for a failure class, None for failures not worth repeating (`told`: the
+    provider classified it, so a throttle without a 429 is the upstream's, never our limiter's)."""
     if failure == UPSTREAM:
         if status is not None and 500 <= status <= 599:
             after = _retry_after(exc, response)
             return attempt * 2.0 if after is None else after
         return attempt * 1.0
-    if failure == THROTTLE and status == 429:
+    if failure == THROTTLE and (status == 429 or told):
         after = _retry_after(exc, response)
         return THROTTLE_DELAY if after is None else after
     # 4xx other than 429, 501, unknown exceptions, and our own RateLimitExceeded

@@ -4,6 +4,7 @@ from .base import Provider
 from .capabilities import (
     NO_HANDLER,
     OAUTH_TOKEN_FIELDS,
+    ClassifiesFailures,
     CustomizesRetry,
     HandlesWebhooks,
     HasHealthCheck,
@@ -21,6 +22,7 @@ __all__ = [
     "NO_HANDLER",
     "OAUTH_TOKEN_FIELDS",
     "RESERVED_KEYS",
+    "ClassifiesFailures",
     "CustomizesRetry",
     "HandlesWebhooks",
     "HasHealthCheck",

@@ -220,6 +220,23 @@ class CustomizesRetry:
         return None
 
 
+class ClassifiesFailures:
+    """Say what kind of failure an attempt was, before the default classifier.
+
+    The class decides everything downstream alike: only ``"upstream"`` failures count
+    toward the breaker and health; ``"upstream"`` and ``"throttle"`` are retried
+    (with ``Retry-After`` when there is one); ``"client"`` failures are neither.
+    """
+
+    def classify_failure(self, exc: BaseException | None, response: Any) -> str | None:
+        """``"upstream"``, ``"throttle"``, ``"client"``, or None to let the default classifier decide.
+
+        Called for every failed attempt: `exc` is the exception (None for an HTTP error
+        answer) and `response` the `httpx.Response` when there is one (else None).
+        """
+        return None
+
+
 class SupportsIdempotency:
     """Marker: the upstream dedupes by an idempotency header set from `ctx.idempotency_key`."""
 
@@ -228,6 +245,7 @@ class SupportsIdempotency:
 #: declaration can stand in for it) the class attribute named beside it.
 REQUIRED_METHODS: dict[type, tuple[tuple[str, str | None], ...]] = {
     ScheduledSync: (("sync", None),),
+    ClassifiesFailures: (("classify_failure", None),),
     IncrementalSync: (("sync_incremental", None),),
     HandlesWebhooks: (("verify_webhook", "webhook_verifier"),),
     HasHealthCheck: (("health_check", "health_check_endpoint"),),

@@ -19,6 +19,7 @@ import sqlalchemy as sa
 from flask import Flask
 
 from ..clock import utcnow
+from ..db.episodes import EPISODE_PREFIX
 from ..db.statuses import DONE_ITEM_STATUSES, DONE_WEBHOOK_STATUSES
 from ..state import AppState
 
@@ -67,6 +68,8 @@ def retention_rule(table: sa.Table, kind: str, cutoff: datetime) -> sa.ColumnEle
         return sa.and_(table.c.status.in_(DONE_ITEM_STATUSES), finished_at < cutoff)
     if kind == "webhooks":
         return sa.and_(table.c.status.in_(DONE_WEBHOOK_STATUSES), table.c.created_at < cutoff)
+    if kind == "idempotency_keys":  # an episode's marker lives as long as its episode
+        return sa.and_(table.c.created_at < cutoff, ~table.c.key.startswith(EPISODE_PREFIX, autoescape=True))
     return table.c.created_at < cutoff
 
 
