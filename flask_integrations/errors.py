@@ -65,10 +65,13 @@ class ProviderNotRegistered(IntegrationsError, LookupError):
 class CircuitOpenError(IntegrationsError):
     """The circuit breaker of an integration is open: the call was not sent."""
 
-    def __init__(self, integration_id: int, retry_after: float | None = None):
+    def __init__(self, integration_id: int, retry_after: float | None = None, forced: bool = False):
         self.integration_id = integration_id
         self.retry_after = retry_after
-        super().__init__(f"Circuit breaker of integration {integration_id} is open.")
+        #: an operator's override holds it open (`integration.override(breaker="open")`)
+        self.forced = forced
+        why = " (forced open by an override)" if forced else ""
+        super().__init__(f"Circuit breaker of integration {integration_id} is open{why}.")
 
 
 class RateLimitExceeded(IntegrationsError):

@@ -150,6 +150,25 @@ class Integration:
         """Close the circuit breaker and forget its failure count."""
         services().reset_breaker(self)
 
+    def override(
+        self, breaker: str | None = None, rate_limit: Any = None, ttl: float = 3600
+    ) -> dict[str, Any]:
+        """Force the breaker "open" or "closed" and/or replace the rate limit (an int per minute,
+        a `Limit`, a list of them, or text like "100/hour") for `ttl` seconds, in every process.
+
+        Fields not given keep their current override. Returns every override now in force.
+        """
+        return services().override(self, breaker=breaker, rate_limit=rate_limit, ttl=ttl)
+
+    def clear_overrides(self) -> None:
+        """End every override of this integration now."""
+        services().clear_overrides(self)
+
+    def overrides(self) -> dict[str, Any]:
+        """The overrides in force: {"breaker": Override, "rate_limit": Override}, each with its
+        `value` and `expires_at`."""
+        return services().overrides(self)
+
     def forget_cache(self, endpoint: str | None = None) -> None:
         """Drop this integration's cached responses (all, or one endpoint's)."""
         services().forget_cache(self, endpoint)

@@ -32,6 +32,9 @@ class ModelServices:
     request: Service
     breaker_state: Service
     reset_breaker: Service
+    override: Service
+    clear_overrides: Service
+    overrides: Service
     forget_cache: Service
     # OAuth2 tokens
     access_token: Service

@@ -20,7 +20,7 @@ from ..errors import CircuitOpenError, RateLimitExceeded, StoreUnavailable
 from ..oauth import tokens
 from ..parsing import parse_number
 from ..state import AppState
-from . import breaker, classify, idempotency, ratelimit, retry
+from . import breaker, classify, idempotency, overrides, ratelimit, retry
 from .context import RequestContext, activate, wants_context
 from .http import client, decode
 from .outcome import Outcome
@@ -31,6 +31,9 @@ if TYPE_CHECKING:  # pragma: no cover
     from .builder import RequestBuilder
 
 logger = logging.getLogger("flask_integrations")
+
+#: What `admit` returns while an override forces the breaker closed.
+BYPASSED = None
 
 
 def attempts(
@@ -62,9 +65,12 @@ def attempts(
             claimed = True
         ctx = RequestContext(integration=integration, idempotency_key=spec.idempotency_key, attempt=attempt)
         outcome = call_once(state, provider, spec, method, target, ctx)
-        transition = breaker.after_attempt(store, integration.id, outcome.failure, breaker_settings, probe)
-        if transition is not None:
-            send_breaker_signal(state, integration, transition)
+        if probe is not BYPASSED:
+            transition = breaker.after_attempt(
+                store, integration.id, outcome.failure, breaker_settings, probe
+            )
+            if transition is not None:
+                send_breaker_signal(state, integration, transition)
         report_limits(store, integration.id, ctx, outcome, state.setting("RETRY_AFTER_MAX"))
         best_effort(
             "write the request row", record, state, provider, spec, method, target, ctx, outcome, call_log
@@ -97,21 +103,35 @@ def attempts(
     return last
 
 
-def admit(state: AppState, provider: Any, store: Any, integration_id: int) -> bool:
-    """Steps 2 and 3 before every attempt: the breaker, then the limiter. True = half-open probe."""
+def admit(state: AppState, provider: Any, store: Any, integration_id: int) -> bool | None:
+    """Steps 2 and 3 before every attempt: the breaker, then the limiter, as overridden.
+
+    Returns True for the half-open probe, False for a normal attempt, and `BYPASSED`
+    (None) while an override forces the breaker closed: the attempt then feeds no breaker.
+    """
     settings = state.setting("BREAKER")
     breaker_keys, limiter_keys = breaker.read_keys(integration_id), ratelimit.read_keys(integration_id)
-    try:  # one read for both gates, served locally while nothing changes (store_tracking.py)
-        values = store.get_many_tracked(breaker_keys + limiter_keys)
+    keys = [*breaker_keys, *limiter_keys, overrides.read_key(integration_id)]
+    try:  # one read for both gates and the overrides, served locally while nothing changes (tracking.py)
+        values = store.get_many_tracked(keys)
     except StoreUnavailable:
-        values = [None] * (len(breaker_keys) + len(limiter_keys))
-    known_breaker, known_limiter = values[: len(breaker_keys)], values[len(breaker_keys) :]
-    probe = breaker.before_attempt(store, integration_id, settings, known=known_breaker)
+        values = [None] * len(keys)
+    known_breaker = values[: len(breaker_keys)]
+    known_limiter = values[len(breaker_keys) : len(breaker_keys) + len(limiter_keys)]
+    forced = overrides.active(state, integration_id, known=values[-1], read=False)
+    forced_breaker = forced.get("breaker")
+    if forced_breaker is not None and forced_breaker.value == "open":
+        raise CircuitOpenError(integration_id, retry_after=forced_breaker.seconds_left, forced=True)
+    probe = (
+        BYPASSED
+        if forced_breaker is not None
+        else breaker.before_attempt(store, integration_id, settings, known=known_breaker)
+    )
     try:
         ratelimit.acquire(
             store,
             integration_id,
-            provider.rate_limit,
+            overrides.effective_limits(provider.rate_limit, forced),
             state.setting("RATE_LIMIT_MAX_WAIT"),
             known=known_limiter,
         )
