@@ -49,6 +49,8 @@ DEFAULTS: dict[str, Any] = {
         "lock_ttl": 1800,
         "pending_timeout": 300,
         "max_items_per_run": 10000,
+        "stale_after": 3,
+        "max_backoff": 86400,
     },
     "INTEGRATIONS_PRUNING": {
         "requests_days": 90,
@@ -261,7 +263,14 @@ def _check_sections(c: dict[str, Any]) -> None:
     positive_ints("INTEGRATIONS_WEBHOOK", "retry_delay", minimum=0)
     sync = c["INTEGRATIONS_SYNC"]
     positive_ints(
-        "INTEGRATIONS_SYNC", "item_tries", "items_per_job", "lock_ttl", "pending_timeout", "max_items_per_run"
+        "INTEGRATIONS_SYNC",
+        "item_tries",
+        "items_per_job",
+        "lock_ttl",
+        "pending_timeout",
+        "max_items_per_run",
+        "stale_after",
+        "max_backoff",
     )
     _require(
         isinstance(sync["queues"], Mapping),

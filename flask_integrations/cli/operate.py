@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 import click
 import sqlalchemy as sa
@@ -12,8 +13,10 @@ from ..db.models import Integration
 from ..errors import ProviderNotRegistered
 from ..health.checks import check_and_record
 from ..health.figures import Figures, request_figures, top_errors
+from ..pipeline import overrides
 from ..providers import HasHealthCheck
 from ..state import current_state
+from ..sync.staleness import stale_since
 from .group import HOURS_OPTION, INTEGRATION_OPTION, fail, integrations_cli, integrations_or_all, only
 from .output import format_table, milliseconds, percent, shorten, when
 
@@ -71,6 +74,7 @@ def health_report(hours: int, integration_id: int | None) -> None:
         return
     since = utcnow() - timedelta(hours=hours)
     figures = request_figures(state, since, only(integration_id), latency=True)
+    overrides.prefetch(state, [i.id for i in integrations])
     errors = top_errors(state, since, only(integration_id))
     rows = []
     for i in integrations:
@@ -102,6 +106,21 @@ def health_report(hours: int, integration_id: int | None) -> None:
         click.echo(format_table(["ID", "COUNT", "ERROR"], error_rows, right={0, 1}))
     else:
         click.echo(f"No failed requests in the last {hours} h.")
+    echo_stale(state, integrations)
+
+
+def echo_stale(state: Any, integrations: list[Integration]) -> None:
+    """The integrations whose syncs are stale: no successful run in `stale_after` intervals."""
+    now = utcnow()
+    stale = [
+        [i.id, i.provider, shorten(i.name, 30), when(i.last_synced_at, now)]
+        for i in integrations
+        if stale_since(i, state, now)
+    ]
+    if stale:
+        click.echo()
+        click.echo(f"Stale syncs (no successful run in {state.setting('SYNC')['stale_after']} intervals):")
+        click.echo(format_table(["ID", "PROVIDER", "NAME", "LAST SUCCESS"], stale, right={0}))
 
 
 @integrations_cli.command("stats")

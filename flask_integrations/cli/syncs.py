@@ -30,7 +30,8 @@ def sync_command(integration_id: int | None) -> None:
     if any(swept.values()):
         click.echo(
             f"Swept: {swept['reset']} stuck item(s) reset, {swept['requeued']} item(s) re-enqueued, "
-            f"{swept['abandoned']} abandoned run(s) failed, {swept['finalised']} run(s) finalised."
+            f"{swept['abandoned']} abandoned run(s) failed, {swept['finalised']} run(s) finalised, "
+            f"{swept['stale']} integration(s) newly stale."
         )
     if integration_id is not None:
         integration = integration_or_fail(integration_id)

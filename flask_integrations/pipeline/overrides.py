@@ -190,7 +190,7 @@ def _from_database(state: AppState, integration_id: int) -> dict[str, Any]:
     if found is not None and time.monotonic() - found[0] < REFRESH:
         return found[1]
     try:
-        entries = _read_logs(state, integration_id)
+        entries = _read_logs(state, [integration_id]).get(integration_id, {})
     except Exception:  # noqa: BLE001 - an unreadable database must not fail the call: keep what was known
         logger.warning("flask-integrations: could not read the overrides of integration %s", integration_id)
         entries = found[1] if found is not None else {}
@@ -199,29 +199,44 @@ def _from_database(state: AppState, integration_id: int) -> dict[str, Any]:
     return entries
 
 
-def _read_logs(state: AppState, integration_id: int) -> dict[str, Any]:
-    """Newest first, each field's latest setting, stopping at a `cleared` log."""
+def prefetch(state: AppState, integration_ids: list[int]) -> None:
+    """Read the overrides of many integrations in one query (a page listing them), embedded mode."""
+    if state.store.shared or not integration_ids:
+        return
+    found = _read_logs(state, integration_ids)
+    cache = _cache(state)
+    with cache.lock:
+        for integration_id in integration_ids:
+            cache.entries[integration_id] = (time.monotonic(), found.get(integration_id, {}))
+
+
+def _read_logs(state: AppState, integration_ids: list[int]) -> dict[int, dict[str, Any]]:
+    """Per integration, newest first, each field's latest setting, stopping at a `cleared` log."""
     logs = state.tables["logs"]
     query = (
-        sa.select(logs.c.metadata)
+        sa.select(logs.c.integration_id, logs.c.metadata)
         .where(
-            logs.c.integration_id == integration_id,
+            logs.c.integration_id.in_(integration_ids),
             logs.c.operation == OPERATION,
             logs.c.created_at >= utcnow() - timedelta(seconds=MAX_TTL),
         )
         .order_by(logs.c.id.desc())
-        .limit(50)
     )
     with state.engine().connect() as connection:
-        rows = connection.execute(query).scalars().all()
-    entries: dict[str, Any] = {}
-    for metadata in rows:
+        rows = connection.execute(query).all()
+    entries: dict[int, dict[str, Any]] = {}
+    ended: set[int] = set()
+    for integration_id, metadata in rows:
         metadata = metadata or {}
+        if integration_id in ended:
+            continue
         if metadata.get("cleared"):
-            break
+            ended.add(integration_id)
+            continue
+        found = entries.setdefault(integration_id, {})
         for name in ("breaker", "rate_limit"):
-            if name in metadata and name not in entries:
-                entries[name] = {"value": metadata[name], "expires_at": float(metadata["expires_at"])}
+            if name in metadata and name not in found:
+                found[name] = {"value": metadata[name], "expires_at": float(metadata["expires_at"])}
     return entries
 
 

@@ -24,6 +24,7 @@ from ..queue import enqueue
 from ..queue.names import SYNC_REPORT_DELETIONS
 from ..state import AppState
 from .pacing import next_sync_at, run_queue
+from .staleness import consecutive_failed_runs
 
 
 def run_chain(metadata: dict[str, Any] | None, log_id: int) -> list[int]:
@@ -129,7 +130,8 @@ def finalise(state: AppState, log_id: int, enumeration_error: str | None = None)
         if cursor != integration.sync_cursor:
             session.execute(sa.update(ints).where(ints.c.id == integration.id).values(sync_cursor=cursor))
     if first and status != LogStatus.SUCCESS:
-        paced = next_sync_at(integration, state, now)
+        failed_runs = consecutive_failed_runs(state, integration.id) if status == LogStatus.FAILED else 0
+        paced = next_sync_at(integration, state, now, failed_runs)
         session.execute(sa.update(ints).where(ints.c.id == integration.id).values(next_sync_at=paced))
     session.commit()
     session.expire(integration)

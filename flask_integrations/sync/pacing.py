@@ -9,10 +9,16 @@ import sqlalchemy as sa
 from sqlalchemy.orm.attributes import set_committed_value
 
 from ..clock import utcnow
+from ..db import episodes
 from ..db.models import Integration
 from ..db.statuses import HealthStatus
 from ..db.transactions import run_detached
 from ..state import AppState, current_state
+
+#: The episode marker of a stale sync (staleness.py begins it, `mark_synced` ends it).
+STALE_EPISODE = "stale"
+#: Doublings counted at most: 2^32 intervals is past any `max_backoff`.
+MAX_DOUBLINGS = 32
 
 
 def run_queue(state: AppState, provider_key: str) -> str:
@@ -46,17 +52,25 @@ def sync_interval(integration: Integration, state: AppState) -> int | None:
     return getattr(provider, "sync_interval", None)
 
 
-def next_sync_at(integration: Integration, state: AppState, now: datetime) -> datetime | None:
-    """When the integration's next run is due: now + interval x the backoff of its health."""
+def next_sync_at(
+    integration: Integration, state: AppState, now: datetime, failed_runs: int = 0
+) -> datetime | None:
+    """When the integration's next run is due: now + interval x the backoff of its health,
+    doubled for each of `failed_runs` consecutive failed runs up to `max_backoff`."""
     interval = sync_interval(integration, state)
     if interval is None or integration.health_status == HealthStatus.DISABLED:
         return None
     factor = backoff_factor(integration.health_status, state.setting("HEALTH"))
-    return now + timedelta(minutes=interval * factor)
+    delay = timedelta(minutes=interval * factor)
+    if failed_runs > 0:
+        cap = max(timedelta(seconds=state.setting("SYNC")["max_backoff"]), delay)
+        delay = min(delay * 2 ** min(failed_runs, MAX_DOUBLINGS), cap)
+    return now + delay
 
 
 def mark_synced(integration: Integration) -> None:
-    """Record a finished run: `last_synced_at` now, `next_sync_at` paced by health."""
+    """Record a successful run: `last_synced_at` now, `next_sync_at` paced by health; a stale
+    episode ends (see staleness.py)."""
     state = current_state()
     t = state.tables["integrations"]
     now = utcnow()
@@ -64,6 +78,7 @@ def mark_synced(integration: Integration) -> None:
 
     def work(connection: sa.Connection) -> None:
         connection.execute(sa.update(t).where(t.c.id == integration.id).values(updated_at=now, **values))
+        episodes.end(connection, state.tables["idempotency_keys"], integration.id, STALE_EPISODE)
 
     def then(_: Any) -> None:
         for name, value in values.items():

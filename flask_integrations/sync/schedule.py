@@ -20,6 +20,7 @@ from .finalise import maybe_finalise
 from .items import enqueue_items
 from .pacing import item_delay
 from .runs import enqueue_run, enumeration_abandoned, start_run
+from .staleness import detect_stale
 
 
 def due_integrations(state: AppState) -> list[int]:
@@ -62,7 +63,8 @@ def start_due(state: AppState) -> list[IntegrationLog]:
 
 def sweep(state: AppState, processing_timeout: float | None = None, now: Any = None) -> dict[str, int]:
     """Reset items a dead worker left `processing`, re-enqueue pending items whose wait has passed,
-    fail runs whose enumeration never finished within `lock_ttl`, and re-finalise complete runs."""
+    fail runs whose enumeration never finished within `lock_ttl`, re-finalise complete runs, and
+    signal integrations whose syncs went stale."""
     session = state.db.session
     items, logs = state.tables["sync_items"], state.tables["logs"]
     now = now or utcnow()
@@ -111,6 +113,7 @@ def sweep(state: AppState, processing_timeout: float | None = None, now: Any = N
         "requeued": sum(len(v) for v in due.values()),
         "abandoned": abandoned,
         "finalised": finalised,
+        "stale": detect_stale(state),
     }
 
 

@@ -8,9 +8,11 @@ from ...clock import utcnow
 from ...db.models import Integration
 from ...db.statuses import FailureClass, HealthStatus, ItemStatus, WebhookStatus
 from ...db.tables import MAX_ID
+from ...health import incidents
 from ...parsing import parse_int
 from ...providers import HasHealthCheck, IncrementalSync, ScheduledSync
 from ...state import current_state
+from ...sync.staleness import stale_since
 from . import queries
 from .blueprint import blueprint, found, page_number
 from .chart import build_chart
@@ -71,6 +73,9 @@ def integration(integration_id: int) -> str:
         can_sync=isinstance(provider, (ScheduledSync, IncrementalSync)),
         can_check=isinstance(provider, HasHealthCheck),
         breaker=found_integration.breaker_state(),
+        overrides=found_integration.overrides(),
+        stale_since=stale_since(found_integration, state),
+        incidents=incidents.incidents(state, integration_id),
         credentials=credential_names(found_integration),
         mask=MASK,
         metadata=pretty_json(found_integration.metadata),

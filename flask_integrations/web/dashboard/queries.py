@@ -18,6 +18,7 @@ from ...db.models import Integration, IntegrationLog, IntegrationRequest
 from ...db.transactions import dialect_name
 from ...health.figures import Figures, failed, request_figures
 from ...parsing import parse_int
+from ...pipeline import overrides
 from ...state import AppState
 
 PER_PAGE = 50
@@ -70,6 +71,7 @@ def overview(state: AppState, provider: str | None, health: str | None, number: 
     ids = [i.id for i in page.items]
     since = now - WINDOW
     figures = request_figures(state, since, ids, hits=False, latency=True)
+    overrides.prefetch(state, [i.id for i in page.items])
     page.items = [OverviewRow(i, figures.get(i.id, Figures()), i.breaker_state()) for i in page.items]
     return page
 
