@@ -8,6 +8,7 @@ redis_mode.py) or to the embedded runner (see embedded.py).
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -28,10 +29,13 @@ def enqueue(
     job_timeout: int | None = None,
     on_failure: Callable[..., Any] | str | None = None,
     group: str | None = None,
+    wait_out_delay: bool = False,
 ) -> QueuedJob:
     """Run ``func(*args)`` in the background once the current transaction commits.
 
-    `queue` defaults to the webhook queue setting; `delay` is in seconds.
+    `queue` defaults to the webhook queue setting; `delay` is in seconds (with
+    `wait_out_delay`, the embedded mode's `run_queued_jobs(include_delayed=True)` waits
+    it out instead of running the job at once).
     `on_failure(*args)` runs (Redis mode, in an app context) when RQ fails the
     job itself: a worker killed mid-job whose job RQ finds abandoned, a timeout.
     """
@@ -45,6 +49,7 @@ def enqueue(
         job_timeout=job_timeout,
         on_failure=function_path(on_failure) if on_failure is not None else None,
         group=group,
+        not_before=time.time() + delay if wait_out_delay and delay else None,
     )
     batch_after_commit(state.db.session, "flask_integrations.jobs", job, dispatch)
     return job

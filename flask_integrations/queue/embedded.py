@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -112,6 +113,7 @@ class EmbeddedRunner:
                 self._held.extend(mine)
             if not mine:
                 return ran
+            _wait_until_due(mine)
             ran += self.run(mine) + self.run(self.held())
         return ran
 
@@ -122,6 +124,13 @@ class EmbeddedRunner:
                 import_function(job.func)(*job.args)
         except Exception:
             logger.exception("flask-integrations: embedded job %r failed", job)
+
+
+def _wait_until_due(jobs: list[QueuedJob]) -> None:
+    """Sleep until the latest `not_before` among `jobs` (the jobs that must wait out their delay)."""
+    due = max((job.not_before for job in jobs if job.not_before is not None), default=None)
+    if due is not None and due > time.time():
+        time.sleep(due - time.time())
 
 
 def dispatching_request() -> bool:

@@ -24,6 +24,9 @@ class QueuedJob:
     on_failure: str | None = None
     #: Redis mode: jobs committed together with the same group go to RQ as one `rq.group.Group` of that name
     group: str | None = None
+    #: a delay that even `run_queued_jobs(include_delayed=True)` waits out (a rate-limited sync
+    #: item: running it sooner would only meet the limit again): the time.time() it is due
+    not_before: float | None = None
 
     def __repr__(self) -> str:
         return f"<QueuedJob {self.func}{self.args!r} queue={self.queue!r} delay={self.delay}>"

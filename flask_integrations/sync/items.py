@@ -3,7 +3,8 @@
 `process_sync_items` claims its pending items in one UPDATE and runs each handler inside a
 SAVEPOINT (a raising handler's work is undone alone); the successes are written in one UPDATE
 that commits with their handlers' work, at least every `BATCH_SECONDS`. A raising item is
-retried alone with `item_backoff`, and only then (after its statuses committed) the job
+retried alone with `item_backoff` (a rate-limited one is deferred until the limit allows,
+its try given back), and only then (after its statuses committed) the job
 checks whether the run is complete (finalise.py).
 """
 
@@ -18,8 +19,11 @@ import sqlalchemy as sa
 from .. import signals
 from ..clock import utcnow
 from ..db.models import Integration, IntegrationSyncItem
-from ..db.statuses import ItemStatus
+from ..db.statuses import FailureClass, ItemStatus
+from ..errors import RateLimitExceeded
 from ..logs import operation_context
+from ..pipeline import classify
+from ..pipeline.retry import THROTTLE_DELAY
 from ..queue import attempt_note, enqueue
 from ..queue.names import PROCESS_SYNC_ITEMS, SYNC_ITEMS_ABANDONED
 from ..redaction import error_text
@@ -34,6 +38,8 @@ MAX_ERROR_BYTES = 8192
 #: Handlers' work and their items' `success` commit together at least this often (seconds):
 #: one commit per batch instead of one per item, and a dead worker loses at most a batch.
 BATCH_SECONDS = 1.0
+#: Bounds of a rate-limited item's deferral: no busy loop, and a day at most (the longest window).
+MIN_DEFERRAL, MAX_DEFERRAL = 1.0, 86400.0
 
 
 class UnknownSyncEvent(LookupError):
@@ -41,11 +47,17 @@ class UnknownSyncEvent(LookupError):
 
 
 def enqueue_items(
-    state: AppState, provider_key: str, ids: list[int], delay: float | None = None, group: str | None = None
+    state: AppState,
+    provider_key: str,
+    ids: list[int],
+    delay: float | None = None,
+    group: str | None = None,
+    wait_out_delay: bool = False,
 ) -> int:
     """Enqueue `process_sync_items` jobs of up to `items_per_job` ids; returns how many jobs.
 
-    With `group` (a run's batch id) the jobs go to RQ as one group of that name (Redis mode).
+    With `group` (a run's batch id) the jobs go to RQ as one group of that name (Redis mode);
+    `wait_out_delay` see `queue.enqueue`.
     """
     size = max(1, int(state.setting("SYNC")["items_per_job"]))
     queue = item_queue(state, provider_key)
@@ -59,6 +71,7 @@ def enqueue_items(
             delay=delay,
             on_failure=SYNC_ITEMS_ABANDONED,
             group=group,
+            wait_out_delay=wait_out_delay,
         )
     return len(chunks)
 
@@ -185,7 +198,11 @@ def items_abandoned(item_ids: list[int]) -> int:
 
 
 def _item_failed(state: AppState, integration: Integration, row: Any, exc: BaseException) -> str:
-    """Back to `pending` with a delayed job of its own, or `failed` after `item_tries`."""
+    """Back to `pending` with a delayed job of its own, or `failed` after `item_tries`; a
+    rate-limited item is deferred without using a try."""
+    wait = throttle_wait(state, integration, exc)
+    if wait is not None:
+        return _defer(state, integration, row, exc, wait)
     session = state.db.session
     t = state.tables["sync_items"]
     error = safe_error(integration, exc)
@@ -212,6 +229,40 @@ def _item_failed(state: AppState, integration: Integration, row: Any, exc: BaseE
     if written and not retry:
         signals.sync_item_failed.send(state.app, item=session.get(IntegrationSyncItem, row.id), error=error)
     return ItemStatus.PENDING if retry else ItemStatus.FAILED
+
+
+def throttle_wait(state: AppState, integration: Integration, exc: BaseException) -> float | None:
+    """Seconds until the limit a handler hit (our limiter, an upstream 429, a provider's own
+    throttle class) lets calls through again; None for any other failure."""
+    provider = state.providers.get(integration.provider)
+    told = classify.provider_failure_class(provider, exc, None)
+    if (told or classify.classify_exception(exc)) != FailureClass.THROTTLE:
+        return None
+    ours = next((link for link in classify.chain(exc) if isinstance(link, RateLimitExceeded)), None)
+    found = ours.retry_after if ours is not None else classify.find_retry_after(exc)
+    return min(max(found if found is not None else THROTTLE_DELAY, MIN_DEFERRAL), MAX_DEFERRAL)
+
+
+def _defer(state: AppState, integration: Integration, row: Any, exc: BaseException, wait: float) -> str:
+    """Back to `pending`, its try given back, with a job due when the limit allows."""
+    session = state.db.session
+    t = state.tables["sync_items"]
+    error = f"deferred {wait:.0f} s, rate limited: {safe_error(integration, exc)}"
+    written = session.execute(
+        sa.update(t)
+        .where(t.c.id == row.id, t.c.status == ItemStatus.PROCESSING)
+        .values(
+            status=ItemStatus.PENDING,
+            attempts=t.c.attempts - 1,
+            error=error[:MAX_ERROR_BYTES],
+            updated_at=utcnow(),
+        )
+    ).rowcount
+    if written:
+        enqueue_items(state, integration.provider, [row.id], delay=wait, wait_out_delay=True)
+    session.commit()
+    logger.info("flask-integrations: sync item %s (%s) %s", row.id, row.event_class, error)
+    return ItemStatus.PENDING
 
 
 def safe_error(integration: Integration | None, exc: BaseException) -> str:
