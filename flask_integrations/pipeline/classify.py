@@ -6,7 +6,7 @@ that could never be sent), `unknown` (everything else). SDK exceptions are
 judged by their chain (`__cause__` / `__context__`): the first link that says
 something decides, so an SDK error raised from an `httpx.HTTPStatusError` is
 classified by the status inside it. A `ClassifiesFailures` provider speaks first
-(`provider_failure_class`), and its answer feeds the same three consumers.
+(`provider_failure_class`), and its answer feeds the same consumers.
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ import httpx
 from ..db.statuses import FailureClass
 from ..errors import IntegrationHTTPError, IntegrationsError, RateLimitExceeded, RetryableError
 from ..parsing import parse_number
-from ..providers import ClassifiesFailures
 
 UPSTREAM, THROTTLE, CLIENT, UNKNOWN = (
     FailureClass.UPSTREAM,
@@ -49,6 +48,9 @@ logger = logging.getLogger("flask_integrations")
 
 #: What `ClassifiesFailures.classify_failure` may answer (besides None).
 PROVIDER_CLASSES = (UPSTREAM, THROTTLE, CLIENT)
+
+#: Seconds to wait after a 429 (or a throttle) that did not say how long.
+THROTTLE_DELAY = 30.0
 
 #: Links followed at most; SDK chains are a handful deep, cycles are guarded separately.
 MAX_CHAIN = 32
@@ -121,10 +123,11 @@ def provider_failure_class(provider: Any, exc: BaseException | None, response: A
     A hook that raises or answers something else is logged and has no opinion: it never
     masks the failure it was asked about.
     """
-    if not isinstance(provider, ClassifiesFailures):
+    hook = getattr(provider, "classify_failure", None)  # ClassifiesFailures (read by name: no import)
+    if hook is None:
         return None
     try:
-        said = provider.classify_failure(exc, response)
+        said = hook(exc, response)
     except Exception:
         logger.warning(
             "%s.classify_failure raised; the default classifier decides.", provider.key, exc_info=True

@@ -23,6 +23,7 @@ from ..errors import IntegrationHTTPError, RetryableError
 from ..providers import CustomizesRetry
 from .classify import (
     THROTTLE,
+    THROTTLE_DELAY,
     UNKNOWN,
     UPSTREAM,
     classify_exception,
@@ -35,9 +36,6 @@ from .classify import (
 __all__ = ["THROTTLE_DELAY", "default_attempts", "retry_delay"]
 
 logger = logging.getLogger("flask_integrations")
-
-#: Seconds to wait after a 429 that did not say how long.
-THROTTLE_DELAY = 30.0
 
 
 def default_attempts(method: str) -> int:

@@ -23,7 +23,7 @@ from ..db.statuses import FailureClass, ItemStatus
 from ..errors import RateLimitExceeded
 from ..logs import operation_context
 from ..pipeline import classify
-from ..pipeline.retry import THROTTLE_DELAY
+from ..pipeline.classify import THROTTLE_DELAY
 from ..queue import attempt_note, enqueue
 from ..queue.names import PROCESS_SYNC_ITEMS, SYNC_ITEMS_ABANDONED
 from ..redaction import error_text
