@@ -274,3 +274,20 @@ def test_each_transition_is_signalled_once_across_processes(postgres_url, redis_
         assert [i.status for i in found] == ["closed"]
         assert found[0].metadata["failures"]["upstream"] >= 2
         db.engine.dispose()
+
+
+def test_the_integration_page_lists_incidents(resilient_app, upstream):
+    with resilient_app.app_context():
+        plain = resilient_app.extensions["integrations"].create("plain", "Plain", {})
+        client = resilient_app.test_client()
+        assert "No incidents." in client.get(f"/integrations/dashboard/integrations/{plain.id}").text
+        for _ in range(2):
+            with pytest.raises(IntegrationHTTPError):
+                plain.at("x").with_attempts(1).get(upstream.url + "/status/503")
+        plain.reset_breaker()
+        plain.at("x").get(upstream.url + "/json")
+        [incident] = incidents(plain.id)
+        page = client.get(f"/integrations/dashboard/integrations/{plain.id}").text
+        row = page.split(f'data-incident-id="{incident.id}"')[1].split("</tr>")[0]
+        assert "status-closed" in row and "circuit breaker opened" in row and "2 upstream" in row
+        assert "HTTP 503" in row

@@ -210,3 +210,14 @@ def test_every_process_follows_within_a_second_and_the_override_ends_on_time(
     for refused_at, passed_again_at in seen:
         assert refused_at is not None and refused_at - set_at < 1.2
         assert passed_again_at is not None and 2.0 <= passed_again_at - set_at < 3.3
+
+
+def test_the_integration_page_shows_overrides_with_their_expiry(api_app, api):
+    page = api_app.test_client().get(f"/integrations/dashboard/integrations/{api.id}").text
+    assert 'id="override-badge"' not in page
+    api.override(breaker="open", rate_limit="100/hour", ttl=7200)
+    page = api_app.test_client().get(f"/integrations/dashboard/integrations/{api.id}").text
+    assert 'id="override-badge"' in page
+    until = api.overrides()["breaker"].expires_at.strftime("%Y-%m-%d %H:%M:%S UTC")
+    assert 'data-override="breaker">breaker\n          <strong>open</strong>' in page
+    assert "<strong>100/hour</strong>" in page and f"until {until}" in page

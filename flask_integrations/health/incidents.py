@@ -16,7 +16,7 @@ rows were written), and its duration.
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -35,6 +35,7 @@ logger = logging.getLogger("flask_integrations")
 OPERATION = "incident"
 EPISODE = "incident"
 OPEN, CLOSED = "open", "closed"
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @signals.health_changed.connect
@@ -104,7 +105,7 @@ def _streak_start(state: AppState, connection: sa.Connection, integration_id: in
         .order_by(requests.c.created_at.desc())
         .limit(1)
     ).scalar()
-    return as_utc(last_success).isoformat() if last_success is not None else now.isoformat()
+    return as_utc(last_success or EPOCH).isoformat()  # never a success: every failure counts
 
 
 def _failed(requests: sa.Table) -> Any:
