@@ -10,7 +10,15 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from flask_integrations import IncrementalSync, IntegrationLog, IntegrationSyncItem, Provider, ScheduledSync
+from flask_integrations import (
+    IncrementalSync,
+    IntegrationLog,
+    IntegrationSyncItem,
+    Limit,
+    Provider,
+    ScheduledSync,
+    on_sync_item,
+)
 from tests.helpers.app import db
 
 #: how many items `Feed` dispatches (read per run, so a test can change it)
@@ -68,6 +76,21 @@ class CallingFeed(Feed):
 BACKFILL: dict[str, Any] = {"pages": 5, "per_page": 10, "break_at": None}
 #: the `session.position` each Backfill run started at, in this process
 STARTS: list[Any] = []
+
+
+class Limited(ScheduledSync, Provider):
+    """Five items whose handler GETs the URL in SYNC_TEST_UPSTREAM, at most two a second."""
+
+    sync_interval = 60
+    rate_limit = [Limit(2, per="second")]
+
+    def sync(self, integration: Any, session: Any) -> None:
+        for n in range(5):
+            session.dispatch("limited.entry", {"n": n}, external_id=f"e{n}")
+
+    @on_sync_item("limited.entry")
+    def fetch(self, integration: Any, payload: dict) -> None:
+        integration.at("entry").with_attempts(1).get(os.environ["SYNC_TEST_UPSTREAM"])
 
 
 class Backfill(Provider, ScheduledSync):
