@@ -25,6 +25,7 @@ from .errors import (
     ValidationError,
 )
 from .extension import Integrations
+from .health.summary import FailureSummary, TopError
 from .pipeline.context import RequestContext
 from .providers import (
     CustomizesRetry,
@@ -52,6 +53,7 @@ __all__ = [
     "CustomizesRetry",
     "HandlesWebhooks",
     "HasHealthCheck",
+    "FailureSummary",
     "IdempotencyConflict",
     "IncrementalSync",
     "Integration",
@@ -77,6 +79,7 @@ __all__ = [
     "SupportsIdempotency",
     "StoreUnavailable",
     "SyncSession",
+    "TopError",
     "ValidationError",
     "auth",
     "on_deleted",

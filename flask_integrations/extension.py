@@ -21,6 +21,7 @@ from .db.models import Integration
 from .db.services import ModelServices, install
 from .errors import ConfigurationError
 from .health import status as health
+from .health import summary
 from .lifecycle import credentials, records
 from .oauth import tokens
 from .pipeline import call, controls
@@ -54,6 +55,7 @@ install(
         disable=health.disable,
         mark_synced=pacing.mark_synced,
         sync_now=runs.sync_now,
+        failure_summary=summary.failure_summary,
         log_operation=logs.log_operation,
         finish_log=logs.finish,
         append_request_ids=logs.append_request_ids,

@@ -18,12 +18,13 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from collections.abc import Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
 
+from ..db.statuses import FailureClass
 from ..state import AppState
 
 __all__ = ["Figures", "failed", "request_figures", "top_errors"]
@@ -43,6 +44,8 @@ class Figures:
     timed: int = 0  # rows with a duration
     p50: float | None = None
     p95: float | None = None
+    #: failed rows by failure class (a failure status without a class counts as `unknown`)
+    by_class: dict[str, int] = field(default_factory=dict)
 
     def add(self, other: Figures) -> None:
         self.requests += other.requests
@@ -98,20 +101,32 @@ def request_figures(
         sa.func.count(t.c.duration_ms),
         sa.func.coalesce(sa.func.sum(t.c.cache_hits), 0) if hits else sa.literal(0),
         sa.func.coalesce(sa.func.sum(t.c.stale_hits), 0) if hits else sa.literal(0),
+        *_class_sums(t),
     ]
     if latency and postgres:
         columns += [sa.func.percentile_cont(p).within_group(t.c.duration_ms) for p in (P50, P95)]
     query = sa.select(*columns).where(*_window(state, since, ids)).group_by(t.c.integration_id)
     figures = {}
     for row in state.db.session.execute(query):
-        integration_id, requests, errors, timed, cache_hits, stale_hits, *percentiles = row
+        integration_id, requests, errors, timed, cache_hits, stale_hits, *rest = row
         figure = Figures(int(requests), int(errors), int(cache_hits), int(stale_hits), timed=int(timed))
+        classes, percentiles = rest[: len(FailureClass)], rest[len(FailureClass) :]
+        figure.by_class = {c.value: int(n) for c, n in zip(FailureClass, classes, strict=True) if n}
         if percentiles:
             figure.p50, figure.p95 = (None if v is None else float(v) for v in percentiles)
         figures[integration_id] = figure
     if latency and not postgres and any(f.timed for f in figures.values()):
         _add_ranked_latency(state, since, ids, figures)
     return figures
+
+
+def _class_sums(t: sa.Table) -> list[Any]:
+    """One count per failure class, in `FailureClass` order, of the failed rows."""
+    named = sa.func.coalesce(t.c.failure_class, FailureClass.UNKNOWN.value)
+    return [
+        sa.func.coalesce(sa.func.sum(sa.case((sa.and_(failed(t), named == c.value), 1), else_=0)), 0)
+        for c in FailureClass
+    ]
 
 
 def _add_ranked_latency(
