@@ -21,6 +21,7 @@ from .errors import (
     ProviderNotRegistered,
     RateLimitExceeded,
     RetryableError,
+    StoredResponse,
     StoreUnavailable,
     ValidationError,
 )
@@ -78,6 +79,7 @@ __all__ = [
     "ScheduledSync",
     "SupportsIdempotency",
     "StoreUnavailable",
+    "StoredResponse",
     "SyncSession",
     "TopError",
     "ValidationError",

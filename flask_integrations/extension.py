@@ -9,7 +9,7 @@ models live at the bottom of the package and import nothing above it.
 from __future__ import annotations
 
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from flask import Flask
@@ -180,11 +180,16 @@ class Integrations:
                 f"flask-integrations is not initialised on app {app.name!r}: call init_app(app)."
             ) from None
 
-    def fake(self, responses: dict[str, Any] | None = None) -> Any:
-        """Answer outbound calls from `responses` instead of calling out (see flask_integrations.testing)."""
+    def fake(self, responses: dict[str, Any] | None = None, passthrough: Iterable[str] = ()) -> Any:
+        """Answer outbound calls from `responses` instead of calling out (see flask_integrations.testing).
+
+        The calls of the providers named in `passthrough` still go out, through the whole
+        pipeline; the fake records them as they go out. An unregistered name is a
+        `ConfigurationError`.
+        """
         from .testing.fake import install as install_fake
 
-        return install_fake(self._states.values(), responses)
+        return install_fake(self._states.values(), responses, passthrough)
 
     @staticmethod
     def current_context() -> RequestContext | None:
