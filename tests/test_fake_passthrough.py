@@ -3,10 +3,18 @@ their real (loopback) upstream through the whole pipeline; every other provider 
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import sqlalchemy as sa
 
-from flask_integrations import ConfigurationError, IntegrationHTTPError, IntegrationRequest, Provider
+from flask_integrations import (
+    ConfigurationError,
+    IntegrationHTTPError,
+    IntegrationRequest,
+    IntegrationsError,
+    Provider,
+)
 from tests.helpers.app import db
 
 
@@ -108,3 +116,23 @@ def test_without_passthrough_every_provider_is_faked(ext, github, upstream):
         assert github.at("repos").get("/json") == [1]
     assert upstream.hits("/json") == 0 and rows(github.id) == []
     assert fake.passthrough == frozenset()
+
+
+def test_a_passthrough_call_that_cannot_be_built_fails_as_a_real_one_and_is_still_recorded(app, ext, ctx):
+    @dataclasses.dataclass
+    class Tenant:
+        tenant: str = ""
+
+    class Templated(Provider):
+        credential_class = Tenant
+        base_url = "http://127.0.0.1:9/{tenant}"
+
+    ext.register("templated", Templated)
+    templated = ext.create("templated", "No tenant", {})
+    fake = ext.fake({}, passthrough=["templated"])
+    with fake, pytest.raises(IntegrationsError, match="has no 'tenant' for the provider's base_url"):
+        templated.at("items").with_attempts(1).get("/items")
+
+    assert [(c.endpoint, c.attempt) for c in fake.calls] == [("items", 1)]
+    (row,) = rows(templated.id)
+    assert "has no 'tenant'" in row.error

@@ -149,8 +149,17 @@ class Fake:
         return provider_key in self.passthrough
 
     def record_passthrough(self, spec: Any, method: str, target: Any, attempt: int) -> None:
-        """Record an attempt of a passthrough call as it goes out, as a faked one is recorded."""
-        self.calls.append(_recorded(spec, method, target, attempt))
+        """Record an attempt of a passthrough call as it goes out, as a faked one is recorded.
+
+        Never raises: what keeps the headers from being built (a `base_url` placeholder without
+        a value, a failing `prepare_request`) fails the real attempt, which the pipeline records;
+        the recorded call then has the caller's headers only.
+        """
+        try:
+            headers = wire_headers(spec, method, target)
+        except Exception:  # noqa: BLE001
+            headers = httpx.Headers(spec.headers)
+        self.calls.append(_recorded(spec, method, target, attempt, headers))
 
     def answer(self, spec: Any, method: str, target: Any) -> Any:
         """The answer to a call, attempted again (at once) where the pipeline would retry."""
@@ -254,7 +263,9 @@ class Fake:
         return ", ".join(f"{c.method} {c.endpoint}" for c in self.calls) or "none"
 
 
-def _recorded(spec: Any, method: str, target: Any, attempt: int) -> RecordedCall:
+def _recorded(
+    spec: Any, method: str, target: Any, attempt: int, headers: httpx.Headers | None = None
+) -> RecordedCall:
     return RecordedCall(
         integration_id=spec.integration.id,
         method=method,
@@ -262,7 +273,7 @@ def _recorded(spec: Any, method: str, target: Any, attempt: int) -> RecordedCall
         target=target if isinstance(target, str) else None,
         data=query(spec.data) if method == "GET" and spec.data is not None else spec.data,
         form=spec.form,
-        headers=wire_headers(spec, method, target),
+        headers=wire_headers(spec, method, target) if headers is None else headers,
         idempotency_key=spec.idempotency_key,
         attempt=attempt,
     )
