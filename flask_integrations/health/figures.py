@@ -1,7 +1,8 @@
 """What request rows add up to over a window: counts, error rate, p50/p95, top errors.
 
-One place for these aggregates, used by `flask integrations health` / `stats`
-and by the dashboard's overview. Every query is bounded by the integrations
+One place for these aggregates, read through `summary.failure_summaries` by
+`integration.failure_summary()`, `flask integrations health` / `stats` and the
+dashboard's overview. Every query is bounded by the integrations
 it is asked about: `ids=None` means all of them (the CLI), a list means only
 those (a dashboard page), and the number of queries never grows with the
 number of integrations.
@@ -35,7 +36,7 @@ P50, P95 = 0.5, 0.95
 
 @dataclass
 class Figures:
-    """What an integration's request rows in a window add up to."""
+    """What an integration's request rows in a window add up to (public as `FailureSummary`)."""
 
     requests: int = 0
     errors: int = 0
@@ -46,21 +47,6 @@ class Figures:
     p95: float | None = None
     #: failed rows by failure class (a failure status without a class counts as `unknown`)
     by_class: dict[str, int] = field(default_factory=dict)
-
-    def add(self, other: Figures) -> None:
-        self.requests += other.requests
-        self.errors += other.errors
-        self.cache_hits += other.cache_hits
-        self.stale_hits += other.stale_hits
-
-    @property
-    def hits(self) -> int:
-        return self.cache_hits + self.stale_hits
-
-    @property
-    def error_rate(self) -> float | None:
-        """Errors per request (0..1), None without requests."""
-        return self.errors / self.requests if self.requests else None
 
 
 def failed(t: sa.Table) -> Any:
