@@ -21,10 +21,12 @@ from .errors import (
     ProviderNotRegistered,
     RateLimitExceeded,
     RetryableError,
+    StoredResponse,
     StoreUnavailable,
     ValidationError,
 )
 from .extension import Integrations
+from .health.summary import FailureSummary, TopError
 from .pipeline.context import RequestContext
 from .providers import (
     ClassifiesFailures,
@@ -53,6 +55,7 @@ __all__ = [
     "ConfigurationError",
     "CredentialsDecryptionError",
     "CustomizesRetry",
+    "FailureSummary",
     "HandlesWebhooks",
     "HasHealthCheck",
     "IdempotencyConflict",
@@ -80,7 +83,9 @@ __all__ = [
     "ScheduledSync",
     "SupportsIdempotency",
     "StoreUnavailable",
+    "StoredResponse",
     "SyncSession",
+    "TopError",
     "ValidationError",
     "auth",
     "on_deleted",

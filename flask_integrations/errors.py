@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 
@@ -84,13 +85,38 @@ class RateLimitExceeded(IntegrationsError):
         super().__init__(f"Rate limit of integration {integration_id} exhausted{wait}.")
 
 
-class IdempotencyConflict(IntegrationsError):
-    """A keyed call whose key was already used: the call did not run again."""
+@dataclass(frozen=True)
+class StoredResponse:
+    """What the first call of an idempotency key answered, as its request row stored it.
 
-    def __init__(self, integration_id: int, key: str, request_id: int | None = None):
+    `body` is the logged body: redacted and size-capped as every stored body (None when
+    body logging was off for that call), decoded from JSON where the stored text is JSON.
+    `request_id` is the row of the call's last attempt.
+    """
+
+    status_code: int | None
+    body: Any
+    request_id: int
+
+
+class IdempotencyConflict(IntegrationsError):
+    """A keyed call whose key was already used: the call did not run again.
+
+    `request_id` is the first call's first request row; `response` what that call
+    answered (a `StoredResponse`) once it completed, None while it runs.
+    """
+
+    def __init__(
+        self,
+        integration_id: int,
+        key: str,
+        request_id: int | None = None,
+        response: StoredResponse | None = None,
+    ):
         self.integration_id = integration_id
         self.key = key
         self.request_id = request_id
+        self.response = response
         super().__init__(
             f"Idempotency key {key!r} was already used on integration {integration_id}"
             + (f" by request {request_id}." if request_id else ".")

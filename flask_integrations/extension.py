@@ -9,7 +9,7 @@ models live at the bottom of the package and import nothing above it.
 from __future__ import annotations
 
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from flask import Flask
@@ -20,7 +20,10 @@ from .db.mapping import map_models
 from .db.models import Integration
 from .db.services import ModelServices, install
 from .errors import ConfigurationError
-from .health import incidents  # noqa: F401 - connects its signal receivers
+from .health import (
+    incidents,  # noqa: F401 - connects its signal receivers
+    summary,
+)
 from .health import status as health
 from .lifecycle import credentials, records
 from .oauth import tokens
@@ -58,6 +61,7 @@ install(
         disable=health.disable,
         mark_synced=pacing.mark_synced,
         sync_now=runs.sync_now,
+        failure_summary=summary.failure_summary,
         log_operation=logs.log_operation,
         finish_log=logs.finish,
         append_request_ids=logs.append_request_ids,
@@ -182,11 +186,16 @@ class Integrations:
                 f"flask-integrations is not initialised on app {app.name!r}: call init_app(app)."
             ) from None
 
-    def fake(self, responses: dict[str, Any] | None = None) -> Any:
-        """Answer outbound calls from `responses` instead of calling out (see flask_integrations.testing)."""
+    def fake(self, responses: dict[str, Any] | None = None, passthrough: Iterable[str] = ()) -> Any:
+        """Answer outbound calls from `responses` instead of calling out (see flask_integrations.testing).
+
+        The calls of the providers named in `passthrough` still go out, through the whole
+        pipeline; the fake records them as they go out. An unregistered name is a
+        `ConfigurationError`.
+        """
         from .testing.fake import install as install_fake
 
-        return install_fake(self._states.values(), responses)
+        return install_fake(self._states.values(), responses, passthrough)
 
     @staticmethod
     def current_context() -> RequestContext | None:

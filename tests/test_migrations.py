@@ -135,6 +135,7 @@ SPEC_ADDITIONS = {
     "_requests": ["failure_class"],
     "_webhooks": ["attempts", "error", "dedup_key"],
     "_sync_items": ["payload"],  # carries the dispatched payload to the worker
+    "_idempotency_keys": ["request_id"],  # the call's answer, for IdempotencyConflict.response (fi_0004)
 }
 SPEC_LENGTHS = {
     ("_requests", "endpoint"): 2048,
@@ -350,7 +351,7 @@ def assert_integration_schema(tables: dict[str, dict], p: str, dialect: str) -> 
 
 
 #: The last revision the package ships.
-HEAD = "fi_0003"
+HEAD = "fi_0004"
 
 
 def dialect_of(app: UserApp) -> str:
@@ -367,10 +368,12 @@ def test_fresh_app_publish_and_upgrade_create_the_schema_the_models_describe(mak
     assert "fi_0001" in published.stdout and "revises base" in published.stdout
     assert "revision fi_0002, revises fi_0001" in published.stdout
     assert "revision fi_0003, revises fi_0002" in published.stdout
+    assert "revision fi_0004, revises fi_0003" in published.stdout
     assert list(app.version_files()) == [
         "fi_0001_initial.py",
         "fi_0002_sqlite_autoincrement.py",
         "fi_0003_sync_item_external_ids.py",
+        "fi_0004_idempotency_responses.py",
     ]
     app.flask("db", "upgrade")
 
@@ -394,6 +397,7 @@ def test_publish_chains_onto_the_apps_head_once(make_app) -> None:
     assert script.get_revision("fi_0001").down_revision == "app_0002"
     assert script.get_revision("fi_0002").down_revision == "fi_0001"
     assert script.get_revision("fi_0003").down_revision == "fi_0002"
+    assert script.get_revision("fi_0004").down_revision == "fi_0003"
 
     before = app.version_files()
     again = app.flask("integrations", "publish-migrations")
@@ -541,5 +545,51 @@ def test_upgrading_a_first_release_sqlite_database_keeps_its_rows_and_never_reus
             connection.execute(insert, {"name": "after the delete", "t": now})
             ids = connection.execute(sa.text("SELECT name, id FROM integrations ORDER BY id")).all()
         assert ids[-1] == ("after the delete", 4)  # 3 belonged to the deleted one
+    finally:
+        engine.dispose()
+
+
+# -- 8: fi_0004 on a database with idempotency keys ---------------------------------------------
+
+
+def test_fi_0004_adds_the_keys_request_id_and_its_downgrade_keeps_the_keys(make_app) -> None:
+    app = make_app()
+    app.flask("integrations", "publish-migrations")
+    app.flask("db", "upgrade", "fi_0003")
+    engine = sa.create_engine(app.database_url)
+    now = {"t": "2026-12-01 00:00:00"}
+    try:
+        with engine.begin() as connection:
+            connection.execute(
+                sa.text(
+                    "INSERT INTO integrations (provider, name, credentials, is_active, health_status, "
+                    "consecutive_failures, created_at, updated_at) "
+                    "VALUES ('p', 'n', 'x', TRUE, 'healthy', 0, :t, :t)"
+                ),
+                now,
+            )
+            connection.execute(
+                sa.text(
+                    "INSERT INTO integration_idempotency_keys (integration_id, key, created_at, updated_at) "
+                    "VALUES (1, 'charge-1', :t, :t)"
+                ),
+                now,
+            )
+
+        app.flask("db", "upgrade")
+        assert current_revision(app) == [HEAD]
+        assert app.schema_diff() == ""
+        with engine.begin() as connection:
+            keys = connection.execute(
+                sa.text("SELECT key, request_id FROM integration_idempotency_keys")
+            ).all()
+        assert keys == [("charge-1", None)]
+
+        app.flask("db", "downgrade", "fi_0003")
+        assert "request_id" not in schema(app)["integration_idempotency_keys"]["columns"]
+        with engine.begin() as connection:
+            assert connection.scalar(sa.text("SELECT key FROM integration_idempotency_keys")) == "charge-1"
+        if dialect_of(app) == "sqlite":
+            assert schema(app)["integration_idempotency_keys"]["sqlite_autoincrement"]
     finally:
         engine.dispose()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import timedelta
 from typing import Any
 
@@ -12,7 +13,7 @@ from ..clock import utcnow
 from ..db.models import Integration
 from ..errors import ProviderNotRegistered
 from ..health.checks import check_and_record
-from ..health.figures import Figures, request_figures, top_errors
+from ..health.summary import FailureSummary, failure_summaries
 from ..pipeline import overrides
 from ..providers import HasHealthCheck
 from ..state import current_state
@@ -67,18 +68,16 @@ def health_report(hours: int, integration_id: int | None) -> None:
     p50/p95 are continuous percentiles of duration_ms (PostgreSQL's
     percentile_cont; computed the same way on other databases).
     """
-    state = current_state()
     integrations = integrations_or_all(integration_id)
     if not integrations:
         click.echo("No integrations.")
         return
-    since = utcnow() - timedelta(hours=hours)
-    figures = request_figures(state, since, only(integration_id), latency=True)
+    state = current_state()
+    summaries = _summaries(integrations, hours, only(integration_id))
     overrides.prefetch(state, [i.id for i in integrations])
-    errors = top_errors(state, since, only(integration_id))
     rows = []
     for i in integrations:
-        f = figures.get(i.id, Figures())
+        f = summaries[i.id]
         rows.append(
             [
                 i.id,
@@ -88,9 +87,9 @@ def health_report(hours: int, integration_id: int | None) -> None:
                 i.consecutive_failures,
                 i.breaker_state(),
                 f.requests,
-                percent(f.errors, f.requests),
-                milliseconds(f.p50),
-                milliseconds(f.p95),
+                percent(f.failures, f.requests),
+                milliseconds(f.p50_ms),
+                milliseconds(f.p95_ms),
             ]
         )
     headers = ["ID", "PROVIDER", "NAME", "HEALTH", "FAILURES", "BREAKER", "REQUESTS", "ERROR RATE"]
@@ -98,7 +97,7 @@ def health_report(hours: int, integration_id: int | None) -> None:
     click.echo(f"Last {hours} h:")
     click.echo(format_table(headers, rows, right={0, 4, 6, 7, 8, 9}))
     error_rows = [
-        [i.id, count, shorten(label, 100)] for i in integrations for count, label in errors.get(i.id, [])
+        [i.id, e.count, shorten(e.error, 100)] for i in integrations for e in summaries[i.id].top_errors
     ]
     click.echo()
     if error_rows:
@@ -132,18 +131,13 @@ def stats(hours: int, integration_id: int | None) -> None:
     REQUESTS counts attempts (request rows); HIT RATIO is
     (cache hits + stale hits) / (requests + cache hits + stale hits).
     """
-    state = current_state()
     integrations = integrations_or_all(integration_id)
     if not integrations:
         click.echo("No integrations.")
         return
-    figures = request_figures(state, utcnow() - timedelta(hours=hours), only(integration_id))
-    total = Figures()
-    rows = []
-    for i in integrations:
-        f = figures.get(i.id, Figures())
-        total.add(f)
-        rows.append([i.id, i.provider, shorten(i.name, 30), *_stats_cells(f)])
+    summaries = _summaries(integrations, hours, only(integration_id), top=0)
+    rows = [[i.id, i.provider, shorten(i.name, 30), *_stats_cells(summaries[i.id])] for i in integrations]
+    total = _total(summaries.values())
     headers = ["ID", "PROVIDER", "NAME", "REQUESTS", "ERRORS", "ERROR RATE"]
     headers += ["CACHE HITS", "STALE HITS", "HIT RATIO"]
     click.echo(f"Last {hours} h:")
@@ -151,14 +145,38 @@ def stats(hours: int, integration_id: int | None) -> None:
     click.echo(format_table(headers, rows, right={0, 3, 4, 5, 6, 7, 8}, footer=footer))
 
 
-def _stats_cells(f: Figures) -> list[object]:
+def _summaries(
+    integrations: list[Integration], hours: int, ids: list[int] | None, top: int = 3
+) -> dict[int, FailureSummary]:
+    """Every listed integration's summary (an empty one for those without rows in the window)."""
+    now = utcnow()
+    found = failure_summaries(current_state(), ids, hours, now=now, top=top)
+    since = now - timedelta(hours=hours)
+    return {i.id: found.get(i.id) or FailureSummary(i.id, hours, since) for i in integrations}
+
+
+def _total(summaries: Iterable[FailureSummary]) -> FailureSummary:
+    listed = list(summaries)
+    return FailureSummary(
+        integration_id=0,
+        hours=listed[0].hours,
+        since=listed[0].since,
+        requests=sum(f.requests for f in listed),
+        failures=sum(f.failures for f in listed),
+        cache_hits=sum(f.cache_hits for f in listed),
+        stale_hits=sum(f.stale_hits for f in listed),
+    )
+
+
+def _stats_cells(f: FailureSummary) -> list[object]:
+    hits = f.cache_hits + f.stale_hits
     return [
         f.requests,
-        f.errors,
-        percent(f.errors, f.requests),
+        f.failures,
+        percent(f.failures, f.requests),
         f.cache_hits,
         f.stale_hits,
-        percent(f.hits, f.requests + f.hits),
+        percent(hits, f.requests + hits),
     ]
 
 

@@ -23,6 +23,7 @@ from .services import services
 from .statuses import LogStatus
 
 if TYPE_CHECKING:  # pragma: no cover
+    from ..health.summary import FailureSummary
     from ..pipeline.builder import RequestBuilder
 
 #: Ids stored in `request_ids` of a run's metadata at most (see `IntegrationLog.append_request_ids`).
@@ -194,6 +195,11 @@ class Integration:
     def mark_synced(self) -> None:
         """Record a finished run: `last_synced_at` now, `next_sync_at` paced by health."""
         services().mark_synced(self)
+
+    def failure_summary(self, hours: float = 24) -> FailureSummary:
+        """Requests, failures by class, error rate, p50/p95 and top errors of the last `hours`
+        (a `FailureSummary`: the figures the dashboard and `flask integrations health` show)."""
+        return services().failure_summary(self, hours)
 
     def sync_now(self) -> IntegrationLog | None:
         """Start a sync run at once; its `sync` log, or None when a run is in flight."""

@@ -47,6 +47,7 @@ class ModelServices:
     disable: Service
     mark_synced: Service
     sync_now: Service
+    failure_summary: Service
     # operation logs
     log_operation: Service
     finish_log: Service

@@ -193,6 +193,8 @@ def build_tables(metadata: sa.MetaData, prefix: str) -> dict[str, sa.Table]:
         _id(),
         _integration_fk(p, "idem", n["integrations"]),
         sa.Column("key", sa.String(191), nullable=False),
+        # fi_0004: the request row of the call's last attempt, once the call ended
+        sa.Column("request_id", BigId, nullable=True),
         *_timestamps(),
         sa.PrimaryKeyConstraint("id", name=f"pk_{p}_idempotency_keys"),
         sa.UniqueConstraint("integration_id", "key", name=f"uq_{p}_idem_key"),

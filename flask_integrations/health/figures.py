@@ -1,7 +1,8 @@
 """What request rows add up to over a window: counts, error rate, p50/p95, top errors.
 
-One place for these aggregates, used by `flask integrations health` / `stats`
-and by the dashboard's overview. Every query is bounded by the integrations
+One place for these aggregates, read through `summary.failure_summaries` by
+`integration.failure_summary()`, `flask integrations health` / `stats` and the
+dashboard's overview. Every query is bounded by the integrations
 it is asked about: `ids=None` means all of them (the CLI), a list means only
 those (a dashboard page), and the number of queries never grows with the
 number of integrations.
@@ -18,12 +19,13 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from collections.abc import Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
 
+from ..db.statuses import FailureClass
 from ..state import AppState
 
 __all__ = ["Figures", "failed", "request_figures", "top_errors"]
@@ -34,7 +36,7 @@ P50, P95 = 0.5, 0.95
 
 @dataclass
 class Figures:
-    """What an integration's request rows in a window add up to."""
+    """What an integration's request rows in a window add up to (public as `FailureSummary`)."""
 
     requests: int = 0
     errors: int = 0
@@ -43,21 +45,8 @@ class Figures:
     timed: int = 0  # rows with a duration
     p50: float | None = None
     p95: float | None = None
-
-    def add(self, other: Figures) -> None:
-        self.requests += other.requests
-        self.errors += other.errors
-        self.cache_hits += other.cache_hits
-        self.stale_hits += other.stale_hits
-
-    @property
-    def hits(self) -> int:
-        return self.cache_hits + self.stale_hits
-
-    @property
-    def error_rate(self) -> float | None:
-        """Errors per request (0..1), None without requests."""
-        return self.errors / self.requests if self.requests else None
+    #: failed rows by failure class (a failure status without a class counts as `unknown`)
+    by_class: dict[str, int] = field(default_factory=dict)
 
 
 def failed(t: sa.Table) -> Any:
@@ -98,20 +87,32 @@ def request_figures(
         sa.func.count(t.c.duration_ms),
         sa.func.coalesce(sa.func.sum(t.c.cache_hits), 0) if hits else sa.literal(0),
         sa.func.coalesce(sa.func.sum(t.c.stale_hits), 0) if hits else sa.literal(0),
+        *_class_sums(t),
     ]
     if latency and postgres:
         columns += [sa.func.percentile_cont(p).within_group(t.c.duration_ms) for p in (P50, P95)]
     query = sa.select(*columns).where(*_window(state, since, ids)).group_by(t.c.integration_id)
     figures = {}
     for row in state.db.session.execute(query):
-        integration_id, requests, errors, timed, cache_hits, stale_hits, *percentiles = row
+        integration_id, requests, errors, timed, cache_hits, stale_hits, *rest = row
         figure = Figures(int(requests), int(errors), int(cache_hits), int(stale_hits), timed=int(timed))
+        classes, percentiles = rest[: len(FailureClass)], rest[len(FailureClass) :]
+        figure.by_class = {c.value: int(n) for c, n in zip(FailureClass, classes, strict=True) if n}
         if percentiles:
             figure.p50, figure.p95 = (None if v is None else float(v) for v in percentiles)
         figures[integration_id] = figure
     if latency and not postgres and any(f.timed for f in figures.values()):
         _add_ranked_latency(state, since, ids, figures)
     return figures
+
+
+def _class_sums(t: sa.Table) -> list[Any]:
+    """One count per failure class, in `FailureClass` order, of the failed rows."""
+    named = sa.func.coalesce(t.c.failure_class, FailureClass.UNKNOWN.value)
+    return [
+        sa.func.coalesce(sa.func.sum(sa.case((sa.and_(failed(t), named == c.value), 1), else_=0)), 0)
+        for c in FailureClass
+    ]
 
 
 def _add_ranked_latency(

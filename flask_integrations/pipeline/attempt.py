@@ -64,6 +64,8 @@ def attempts(
             idempotency.claim(state, integration.id, spec.idempotency_key)
             claimed = True
         ctx = RequestContext(integration=integration, idempotency_key=spec.idempotency_key, attempt=attempt)
+        if state.fake is not None:  # a passthrough call of a fake: recorded as it goes out
+            state.fake.record_passthrough(spec, method, target, attempt)
         outcome = call_once(state, provider, spec, method, target, ctx)
         if probe is not BYPASSED:
             transition = breaker.after_attempt(
@@ -78,6 +80,8 @@ def attempts(
         if outcome.failure is None:
             if spec.records_health:
                 best_effort("record the success", integration.record_success)
+            if claimed:
+                complete_key(state, spec, outcome)
             return outcome
         if spec.records_health:
             best_effort("record the failure", integration.record_failure, outcome.failure)
@@ -100,7 +104,21 @@ def attempts(
         time.sleep(delay)
     if claimed and provably_not_acted(last):
         idempotency.release(state, integration.id, spec.idempotency_key)
+    elif claimed:
+        complete_key(state, spec, last)
     return last
+
+
+def complete_key(state: AppState, spec: RequestBuilder, outcome: Outcome) -> None:
+    """The keyed call ended and keeps its key: record its answer for later conflicts."""
+    best_effort(
+        "record the keyed call's answer",
+        idempotency.complete,
+        state,
+        spec.integration.id,
+        spec.idempotency_key,
+        outcome.request_id,
+    )
 
 
 def admit(state: AppState, provider: Any, store: Any, integration_id: int) -> bool | None:

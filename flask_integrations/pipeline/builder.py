@@ -61,6 +61,8 @@ class RequestBuilder:
         self.raw = False
         #: False for a health check's own call: its caller records the check's outcome once
         self.records_health = True
+        #: False after `without_body_logging()`
+        self.log_bodies = True
 
     def __repr__(self) -> str:
         return f"<RequestBuilder integration={self.integration.id} endpoint={self.endpoint!r}>"
@@ -126,6 +128,12 @@ class RequestBuilder:
         """Run the call at most once per (integration, `key`) across all processes (1-191 characters);
         a second call with the key raises `IdempotencyConflict` without running."""
         self.idempotency_key = check_key(key)
+        return self
+
+    def without_body_logging(self) -> RequestBuilder:
+        """Keep neither the request nor the response body in this call's request rows (the rest
+        of each row as usual), whatever the provider and `INTEGRATIONS_LOG_BODIES` say."""
+        self.log_bodies = False
         return self
 
     def raw_response(self) -> RequestBuilder:

@@ -36,8 +36,13 @@ def run(spec: RequestBuilder, method: str, target: Any) -> Any:
     try:
         return run_call(state, spec, method, target)
     finally:
-        if state.fake is None:
+        if not faked(state, spec):
             flush_cache_hits(state, due_only=True)
+
+
+def faked(state: AppState, spec: RequestBuilder) -> bool:
+    """Whether an installed fake answers this call (not a provider it lets through)."""
+    return state.fake is not None and not state.fake.passes_through(spec.integration.provider)
 
 
 def flush_cache_hits(state: AppState, due_only: bool = False) -> None:
@@ -92,7 +97,7 @@ def run_call(state: AppState, spec: RequestBuilder, method: str, target: Any) ->
         raise IntegrationsError(
             f"Integration {integration.id} is inactive; call integration.enable() before calling out."
         )
-    if state.fake is not None:
+    if faked(state, spec):
         return state.fake.answer(spec, method, target)
     store = state.store
     key = cache_key_for(spec, method, target)

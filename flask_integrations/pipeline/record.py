@@ -86,7 +86,7 @@ def record(
 ) -> None:
     integration = spec.integration
     secrets = integration_secrets(integration)
-    log_bodies = state.setting("LOG_BODIES")
+    log_bodies = logs_bodies(state, provider, spec)
     body_options = {
         "redact_keys": state.setting("REDACT_KEYS"),
         "secrets": secrets,
@@ -150,6 +150,12 @@ def record(
             body = decode(value) if isinstance(value, httpx.Response) else value
             values["response_data"] = prepare_body(body, paths=response_paths, **body_options)
     write_attempt(state, call_log, values, then, finish)
+
+
+def logs_bodies(state: AppState, provider: Any, spec: RequestBuilder) -> bool:
+    """Whether the call's rows keep bodies: only when the setting, the provider and the call all
+    allow it (any one of them can turn body logging off; none can turn it on over another)."""
+    return bool(state.setting("LOG_BODIES") and getattr(provider, "log_bodies", True) and spec.log_bodies)
 
 
 def response_body_later(

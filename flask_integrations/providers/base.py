@@ -39,6 +39,9 @@ class Provider:
     rate_limit: ClassVar[int | Limit | list[Limit] | None] = None
     #: how URL calls authenticate: a scheme of `flask_integrations.auth` (`Bearer("api_key")`, ...)
     auth: ClassVar[Any] = None
+    #: False: this provider's request rows keep neither request nor response body (the rest of the
+    #: row as usual), whatever `INTEGRATIONS_LOG_BODIES` says; for APIs whose bodies hold personal data
+    log_bodies: ClassVar[bool] = True
 
     #: set by the registry: the key this provider is registered under
     key: str = ""

@@ -49,6 +49,8 @@ def check_provider_class(key: str, cls: Any, setting: str = "INTEGRATIONS_PROVID
         isinstance(cls.base_url, str) and cls.base_url.startswith(("http://", "https://"))
     ):
         raise ConfigurationError(f"{where}.base_url must be an http(s) URL or None.")
+    if not isinstance(cls.log_bodies, bool):
+        raise ConfigurationError(f"{where}.log_bodies must be True or False.")
     _check_declarations(cls, where)
 
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import httpx
 
-from ..errors import IntegrationHTTPError
+from ..errors import ConfigurationError, IntegrationHTTPError
 from ..pipeline import retry
 from ..pipeline.wire import build_request, query
 from ..providers import OAuth2
@@ -110,10 +110,17 @@ def matches(pattern: str, call: RecordedCall) -> bool:
 class Fake:
     """The installed fake; see the testing docs for the patterns it understands."""
 
-    def __init__(self, responses: Responses | None, uninstall: Callable[[Fake], None]):
+    def __init__(
+        self,
+        responses: Responses | None,
+        uninstall: Callable[[Fake], None],
+        passthrough: frozenset[str] = frozenset(),
+    ):
         self._responses = dict(responses or {})
         self._per_integration: dict[int, Responses] = {}
         self._uninstall = uninstall
+        #: the providers whose calls go out for real, through the whole pipeline
+        self.passthrough = passthrough
         self.calls: list[RecordedCall] = []
 
     def __enter__(self) -> Fake:
@@ -136,6 +143,23 @@ class Fake:
         return self
 
     # -- answering -------------------------------------------------------------------------
+
+    def passes_through(self, provider_key: str) -> bool:
+        """Whether calls of this provider go out for real (`passthrough=[...]`)."""
+        return provider_key in self.passthrough
+
+    def record_passthrough(self, spec: Any, method: str, target: Any, attempt: int) -> None:
+        """Record an attempt of a passthrough call as it goes out, as a faked one is recorded.
+
+        Never raises: what keeps the headers from being built (a `base_url` placeholder without
+        a value, a failing `prepare_request`) fails the real attempt, which the pipeline records;
+        the recorded call then has the caller's headers only.
+        """
+        try:
+            headers = wire_headers(spec, method, target)
+        except Exception:  # noqa: BLE001
+            headers = httpx.Headers(spec.headers)
+        self.calls.append(_recorded(spec, method, target, attempt, headers))
 
     def answer(self, spec: Any, method: str, target: Any) -> Any:
         """The answer to a call, attempted again (at once) where the pipeline would retry."""
@@ -164,17 +188,7 @@ class Fake:
                 attempt += 1
 
     def _answer_once(self, spec: Any, method: str, target: Any, attempt: int) -> Any:
-        call = RecordedCall(
-            integration_id=spec.integration.id,
-            method=method,
-            endpoint=spec.endpoint,
-            target=target if isinstance(target, str) else None,
-            data=query(spec.data) if method == "GET" and spec.data is not None else spec.data,
-            form=spec.form,
-            headers=wire_headers(spec, method, target),
-            idempotency_key=spec.idempotency_key,
-            attempt=attempt,
-        )
+        call = _recorded(spec, method, target, attempt)
         self.calls.append(call)
         answer = self._lookup(call)
         while isinstance(answer, ResponseSequence):
@@ -249,6 +263,22 @@ class Fake:
         return ", ".join(f"{c.method} {c.endpoint}" for c in self.calls) or "none"
 
 
+def _recorded(
+    spec: Any, method: str, target: Any, attempt: int, headers: httpx.Headers | None = None
+) -> RecordedCall:
+    return RecordedCall(
+        integration_id=spec.integration.id,
+        method=method,
+        endpoint=spec.endpoint,
+        target=target if isinstance(target, str) else None,
+        data=query(spec.data) if method == "GET" and spec.data is not None else spec.data,
+        form=spec.form,
+        headers=wire_headers(spec, method, target) if headers is None else headers,
+        idempotency_key=spec.idempotency_key,
+        attempt=attempt,
+    )
+
+
 def wire_headers(spec: Any, method: str, target: Any) -> httpx.Headers:
     """The headers a real call would send: the caller's, then what `auth` and `prepare_request`
     add (a callable target is no HTTP request: the caller's headers only). No token is refreshed."""
@@ -273,15 +303,32 @@ def _wants_call(fn: Callable[..., Any]) -> bool:
     )
 
 
-def install(states: Iterable[Any], responses: Responses | None) -> Fake:
+def passthrough_keys(states: list[Any], passthrough: Iterable[str]) -> frozenset[str]:
+    """The provider keys of `passthrough`, each registered; ConfigurationError naming one that is not."""
+    if isinstance(passthrough, str):
+        raise ConfigurationError(
+            f"fake(passthrough=...) takes a list of provider keys, e.g. passthrough=[{passthrough!r}]."
+        )
+    registered = {key for state in states for key in state.providers}
+    for key in passthrough:
+        if key not in registered:
+            raise ConfigurationError(
+                f"fake(passthrough=...) names provider {key!r}, which is not registered "
+                f"(registered: {', '.join(sorted(registered)) or 'none'})."
+            )
+    return frozenset(passthrough)
+
+
+def install(states: Iterable[Any], responses: Responses | None, passthrough: Iterable[str] = ()) -> Fake:
     states = list(states)
+    keys = passthrough_keys(states, passthrough)
 
     def uninstall(fake: Fake) -> None:
         for state in states:
             if state.fake is fake:
                 state.fake = None
 
-    fake = Fake(responses, uninstall)
+    fake = Fake(responses, uninstall, keys)
     for state in states:
         state.fake = fake
     return fake

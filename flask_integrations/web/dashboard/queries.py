@@ -2,7 +2,7 @@
 
 Pages fetch one row more than they show to know whether a next page exists,
 so no page counts a large table. Aggregates are computed only for the rows
-on the page (see `flask_integrations.figures`).
+on the page (see `health/summary.py`).
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ import sqlalchemy as sa
 
 from ...db.models import Integration, IntegrationLog, IntegrationRequest
 from ...db.transactions import dialect_name
-from ...health.figures import Figures, failed, request_figures
+from ...health.figures import failed
+from ...health.summary import FailureSummary, failure_summaries
 from ...parsing import parse_int
 from ...pipeline import overrides
 from ...state import AppState
@@ -56,7 +57,7 @@ def fetch_page(
 @dataclass
 class OverviewRow:
     integration: Integration
-    figures: Figures
+    summary: FailureSummary
     breaker: str
 
 
@@ -69,10 +70,10 @@ def overview(state: AppState, provider: str | None, health: str | None, number: 
         query = query.where(Integration.health_status == health)
     page = fetch_page(state, query, number, scalars=True)
     ids = [i.id for i in page.items]
-    since = now - WINDOW
-    figures = request_figures(state, since, ids, hits=False, latency=True)
-    overrides.prefetch(state, [i.id for i in page.items])
-    page.items = [OverviewRow(i, figures.get(i.id, Figures()), i.breaker_state()) for i in page.items]
+    hours = WINDOW.total_seconds() / 3600
+    summaries = failure_summaries(state, ids, hours, now=now, top=0, hits=False)
+    overrides.prefetch(state, ids)
+    page.items = [OverviewRow(i, summaries[i.id], i.breaker_state()) for i in page.items]
     return page
 
 
