@@ -291,3 +291,19 @@ def test_the_integration_page_lists_incidents(resilient_app, upstream):
         row = page.split(f'data-incident-id="{incident.id}"')[1].split("</tr>")[0]
         assert "status-closed" in row and "circuit breaker opened" in row and "2 upstream" in row
         assert "HTTP 503" in row
+
+
+def test_the_integration_page_shows_the_failure_summary(resilient_app, upstream):
+    with resilient_app.app_context():
+        plain = resilient_app.extensions["integrations"].create("plain", "Plain", {})
+        client = resilient_app.test_client()
+        assert (
+            "No failed attempts in the last 24 h."
+            in client.get(f"/integrations/dashboard/integrations/{plain.id}").text
+        )
+        plain.at("x").get(upstream.url + "/json")
+        with pytest.raises(IntegrationHTTPError):
+            plain.at("x").with_attempts(1).get(upstream.url + "/status/503")
+        page = client.get(f"/integrations/dashboard/integrations/{plain.id}").text
+        summary = page.split('id="failure-summary"')[1].split("</section>")[0]
+        assert "1 failed of 2:" in summary and "1 upstream" in summary and "HTTP 503" in summary

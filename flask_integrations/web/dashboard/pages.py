@@ -76,6 +76,7 @@ def integration(integration_id: int) -> str:
         overrides=found_integration.overrides(),
         stale_since=stale_since(found_integration, state),
         incidents=incidents.incidents(state, integration_id),
+        summary=found_integration.failure_summary(hours=24),
         credentials=credential_names(found_integration),
         mask=MASK,
         metadata=pretty_json(found_integration.metadata),
