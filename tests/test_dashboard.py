@@ -893,3 +893,40 @@ def test_relative_times_read_naturally(seconds, text):
     now = utcnow()
     assert relative_time(now + timedelta(seconds=seconds), now) == text
     assert relative_time(None, now) == "never"
+
+
+# -- security headers and the dashboard's own error pages ---------------------------------------------
+
+
+def test_dashboard_and_oauth_pages_refuse_framing_and_sniffing(app, client, ext, ctx):
+    integration = ext.create("loose", "Loose", {})
+    responses = [
+        client.get(f"{DASH}/"),
+        client.get(f"{DASH}/integrations/{integration.id}"),
+        client.get(f"{DASH}/integrations/999999"),
+        client.post(f"{DASH}/integrations/{integration.id}/reset-breaker"),  # no CSRF token: 400
+        client.get(f"/integrations/{integration.id}/oauth/authorize"),
+    ]
+    for response in responses:
+        assert response.headers["Content-Security-Policy"] == "frame-ancestors 'none'", response.status
+        assert response.headers["X-Frame-Options"] == "DENY"
+        assert response.headers["X-Content-Type-Options"] == "nosniff"
+        assert response.headers["Referrer-Policy"] == "same-origin"
+
+
+def test_the_dashboards_403_and_404_are_its_own_pages(app_factory):
+    app = app_factory(INTEGRATIONS_DASHBOARD_AUTH=lambda request: request.args.get("key") == "ok")
+    client = app.test_client()
+    denied = client.get(f"{DASH}/")
+    assert denied.status_code == 403
+    assert "403 · Forbidden" in denied.text and "dashboard.css" in denied.text
+    missing = client.get(f"{DASH}/integrations/424242?key=ok")
+    assert missing.status_code == 404
+    assert "404 · Not found" in missing.text and "Back to the overview" in missing.text
+
+
+def test_the_breadcrumb_names_the_integration(client, ext, ctx):
+    integration = ext.create("loose", "Acme production", {})
+    page = client.get(f"{DASH}/integrations/{integration.id}").text
+    crumbs = page.split('class="crumbs"')[1].split("</nav>")[0]
+    assert "Acme production" in crumbs

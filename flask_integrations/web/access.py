@@ -42,6 +42,23 @@ def denied(rule: Rule, *args: Any) -> Response | None:
     raise TypeError(f"an access rule must return True, False or a Response, not {type(allowed).__name__}.")
 
 
+#: Sent with every dashboard and OAuth page: none may be framed (their one-click POST buttons
+#: would invite clickjacking), sniffed as another type, or leak its URL to another site.
+SECURITY_HEADERS = {
+    "Content-Security-Policy": "frame-ancestors 'none'",
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+}
+
+
+def add_security_headers(response: Response) -> Response:
+    """`SECURITY_HEADERS` on a response (an app's own values for them are kept)."""
+    for name, value in SECURITY_HEADERS.items():
+        response.headers.setdefault(name, value)
+    return response
+
+
 def csrf_token() -> str:
     """This browser session's CSRF token, created on first use."""
     token = session.get(_SESSION_KEY)

@@ -31,7 +31,7 @@ from ..oauth import flow, tokens
 from ..providers import OAuth2
 from ..redaction import failure_kind, one_line, scrub_for
 from ..state import AppState, current_state
-from .access import csrf_token, denied, exempt_from_app_csrf, require_csrf
+from .access import add_security_headers, csrf_token, denied, exempt_from_app_csrf, require_csrf
 from .routing import add_converters
 
 logger = logging.getLogger("flask_integrations")
@@ -40,6 +40,7 @@ BLUEPRINT_NAME = "integrations_oauth"
 
 blueprint = Blueprint(BLUEPRINT_NAME, __name__, template_folder="templates")
 blueprint.add_app_template_global(csrf_token, "integrations_csrf_token")
+blueprint.after_request(add_security_headers)
 
 
 def register(app: Flask, url_prefix: str) -> None:

@@ -13,11 +13,12 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
-from flask import Blueprint, Flask, Response, abort, redirect, request, url_for
+from flask import Blueprint, Flask, Response, abort, redirect, render_template, request, url_for
+from werkzeug.exceptions import HTTPException
 
 from ...parsing import parse_int
 from ...state import current_state
-from ..access import csrf_token, denied, exempt_from_app_csrf
+from ..access import add_security_headers, csrf_token, denied, exempt_from_app_csrf
 from ..routing import add_converters
 from . import formatting
 from .formatting import exact_time, iso_time, relative_time
@@ -47,6 +48,27 @@ def register(app: Flask, url_prefix: str) -> None:
 @blueprint.before_request
 def check_access() -> Response | None:
     return denied(current_state().setting("DASHBOARD_AUTH"))
+
+
+blueprint.after_request(add_security_headers)
+
+#: What the dashboard's own error page says for each status it renders.
+ERROR_TITLES = {400: "Bad request", 403: "Forbidden", 404: "Not found", 405: "Method not allowed"}
+
+
+def error_page(error: HTTPException) -> tuple[str, int]:
+    """The dashboard's own 400/403/404/405 page, styled like the rest (the description is ours)."""
+    code = error.code or 500
+    return render_template(
+        "flask_integrations/dashboard/error.html",
+        code=code,
+        title=ERROR_TITLES.get(code, "Error"),
+        description=error.description,
+    ), code
+
+
+for _code in ERROR_TITLES:
+    blueprint.register_error_handler(_code, error_page)
 
 
 @blueprint.app_template_filter("integrations_ago")
