@@ -930,3 +930,29 @@ def test_the_breadcrumb_names_the_integration(client, ext, ctx):
     page = client.get(f"{DASH}/integrations/{integration.id}").text
     crumbs = page.split('class="crumbs"')[1].split("</nav>")[0]
     assert "Acme production" in crumbs
+
+
+def test_an_invalid_filter_is_reported_never_silently_ignored(client, ext, ctx):
+    integration = ext.create("loose", "Loose", {})
+    cases = [
+        (
+            f"{DASH}/?health=bogus",
+            "Ignored health=&#39;bogus&#39;: expected one of healthy, degraded, failing, disabled.",
+        ),
+        (
+            f"{DASH}/integrations/{integration.id}?status=abc",
+            "Ignored status=&#39;abc&#39;: expected a status code",
+        ),
+        (f"{DASH}/integrations/{integration.id}?failure=nope", "Ignored failure=&#39;nope&#39;"),
+        (f"{DASH}/webhooks?integration=x1", "Ignored integration=&#39;x1&#39;: expected an id."),
+        (f"{DASH}/sync-items?status=%3Cb%3E", "Ignored status=&#39;&lt;b&gt;&#39;"),
+    ]
+    for url, said in cases:
+        response = client.get(url)
+        assert response.status_code == 200 and said in response.text, url
+    for url in (
+        f"{DASH}/?health=failing",
+        f"{DASH}/integrations/{integration.id}?status=5xx",
+        f"{DASH}/sync-items",
+    ):
+        assert 'id="invalid-filters"' not in client.get(url).text, url

@@ -92,6 +92,7 @@ def template_helpers() -> dict[str, Any]:
         "iso_time": iso_time,
         "milliseconds": formatting.milliseconds,
         "percent": formatting.percent,
+        "invalid_filters": request.environ.get(INVALID_FILTERS, []),
     }
 
 
@@ -109,6 +110,18 @@ def url_with(**changes: Any) -> str:
     args.update(changes)
     kept = {k: v for k, v in args.items() if v is not None and v != ""}
     return url_for(request.endpoint or ".overview", **(request.view_args or {}), **kept)
+
+
+INVALID_FILTERS = "flask_integrations.invalid_filters"
+#: How much of a wrong filter value a page repeats back.
+SHOWN_VALUE = 40
+
+
+def report_invalid(name: str, value: str, expected: str) -> None:
+    """Say on the page that a filter was ignored and what it takes (never silently ignored)."""
+    shown = value if len(value) <= SHOWN_VALUE else value[:SHOWN_VALUE] + "…"
+    invalid = request.environ.setdefault(INVALID_FILTERS, [])  # per request (g may outlive one)
+    invalid.append(f"Ignored {name}={shown!r}: expected {expected}.")
 
 
 def page_number(name: str = "page") -> int:

@@ -14,7 +14,7 @@ from ...providers import HasHealthCheck, IncrementalSync, ScheduledSync
 from ...state import current_state
 from ...sync.staleness import stale_since
 from . import queries
-from .blueprint import blueprint, found, page_number
+from .blueprint import blueprint, found, page_number, report_invalid
 from .chart import build_chart
 from .formatting import MASK, Scrubber, credential_names, pretty_body, pretty_json
 
@@ -31,13 +31,34 @@ def _template(name: str) -> str:
 
 
 def _choice(name: str, allowed: tuple[str, ...] | list[str], default: str | None = None) -> str | None:
-    """A query argument restricted to `allowed` values; anything else is the default."""
+    """A query argument restricted to `allowed` values; anything else is reported and the default."""
     value = request.args.get(name, "")
-    return value if value in allowed else default
+    if value in allowed:
+        return value
+    if value:
+        report_invalid(name, value, "one of " + ", ".join(allowed))
+    return default
 
 
 def _integer(name: str) -> int | None:
-    return parse_int(request.args.get(name), maximum=MAX_ID) or None
+    value = request.args.get(name, "")
+    number = parse_int(value, maximum=MAX_ID) or None
+    if value and number is None:
+        report_invalid(name, value, "an id")
+    return number
+
+
+def _status_filter() -> str:
+    """The request log's status filter: a code (404), a class (5xx) or none; else reported."""
+    value = request.args.get("status", "").strip()
+    lowered = value.lower()
+    code = parse_int(lowered) if len(lowered) == 3 else None
+    if not value or lowered == "none" or (code is not None and 100 <= code <= 599):
+        return value
+    if len(lowered) == 3 and lowered[0] in "12345" and lowered[1:] == "xx":
+        return value
+    report_invalid("status", value, "a status code such as 404, a class such as 5xx, or none")
+    return ""
 
 
 @blueprint.get("/")
@@ -63,7 +84,7 @@ def integration(integration_id: int) -> str:
     provider = state.providers.get(found_integration.provider)
     filters = queries.RequestFilters(
         endpoint=request.args.get("endpoint", "").replace("\x00", "").strip(),  # PostgreSQL refuses NUL
-        status=request.args.get("status", "").strip(),
+        status=_status_filter(),
         failure=_choice("failure", [*FAILURE_CLASSES, "none"], ""),
     )
     return render_template(
