@@ -622,6 +622,17 @@ def test_health_check_records_the_outcome(client, ext, tickets):
     assert flashed(client, "error", failed)
     post(client, f"{DASH}/integrations/{tickets.id}/health-check", csrf_token=token)
     assert flashed(client, "success", "Health check of “Acme tickets” passed; health is healthy.")
+    logs = db.session.execute(
+        sa.select(IntegrationLog.integration_id, IntegrationLog.status, IntegrationLog.error)
+        .where(IntegrationLog.operation == "health_check")
+        .order_by(IntegrationLog.id)
+    ).all()
+    assert [tuple(row) for row in logs] == [
+        (broken.id, "failed", "health check returned False"),
+        (tickets.id, "success", None),
+    ]
+    page = client.get(f"{DASH}/integrations/{broken.id}").text
+    assert "health_check" in page.split('id="operations"')[1] and "health check returned False" in page
 
 
 def test_actions_that_do_not_apply_flash_an_error(client, ext, tickets):

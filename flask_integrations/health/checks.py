@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from ..db.models import Integration
-from ..db.statuses import FailureClass
+from ..db.statuses import Direction, FailureClass, LogStatus
 from ..redaction import error_text, one_line
 from ..state import AppState, current_state
 
-__all__ = ["check_and_record", "run_health_check"]
+__all__ = ["OPERATION", "check_and_record", "run_health_check"]
+
+#: The operation log each recorded check writes.
+OPERATION = "health_check"
 
 #: Characters of a failed check's error shown on one line.
 DETAIL_WIDTH = 200
@@ -28,11 +32,22 @@ def run_health_check(provider: Any, integration: Integration) -> tuple[bool, str
 
 
 def check_and_record(state: AppState, provider: Any, integration: Integration) -> tuple[bool, str]:
-    """Run the check and record its outcome: a pass is a success, a failure an `upstream` failure."""
+    """Run the check and record its outcome: a pass is a success, a failure an `upstream` failure,
+    and either way a `health_check` operation log with the outcome and (failed) its error."""
+    started = time.perf_counter()
     passed, detail = run_health_check(provider, integration)
+    duration_ms = (time.perf_counter() - started) * 1000
     if passed:
         integration.record_success()
     else:
         integration.record_failure(FailureClass.UPSTREAM)
     state.db.session.commit()  # deferred health writes run when the transaction ends
+    integration.log_operation(
+        OPERATION,
+        Direction.OUTBOUND,
+        LogStatus.SUCCESS if passed else LogStatus.FAILED,
+        summary=detail,
+        error=None if passed else detail,
+        duration_ms=duration_ms,
+    )
     return passed, detail
