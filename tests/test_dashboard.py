@@ -967,3 +967,37 @@ def test_an_invalid_filter_is_reported_never_silently_ignored(client, ext, ctx):
         f"{DASH}/sync-items",
     ):
         assert 'id="invalid-filters"' not in client.get(url).text, url
+
+
+# -- a webhook's own page -------------------------------------------------------------------------------
+
+
+def test_a_webhook_page_shows_payload_headers_attempts_and_duplicates(app, client, hooks):
+    response = send_webhook(
+        client,
+        "hooks",
+        {"n": "d9", "password": "hunter2-not-shown", "note": f"key {SECRET}"},
+        integration=hooks,
+        headers={"X-Event": "ping", "X-Delivery": "d9", "X-Trace": "abc"},
+    )
+    webhook_id = response.get_json()["id"]
+    deliver(client, hooks, "d9")  # a duplicate of it
+    listing = html(client.get(f"{DASH}/webhooks"))
+    assert f'href="{DASH}/webhooks/{webhook_id}"' in listing
+
+    page = html(client.get(f"{DASH}/webhooks/{webhook_id}"))
+    payload = page.split('id="webhook-payload"')[1].split("</section>")[0]
+    assert "&#34;n&#34;: &#34;d9&#34;" in payload or '"n": "d9"' in payload
+    assert "hunter2-not-shown" not in page and SECRET not in page  # redact keys, and the credential
+    headers = page.split('id="webhook-headers"')[1].split("</section>")[0]
+    assert "X-Trace" in headers and "abc" in headers
+    attempts = page.split('id="webhook-attempts"')[1].split("</section>")[0]
+    assert attempts.count("data-log-id=") == 1 and "status-success" in attempts
+    duplicates = page.split('id="webhook-duplicates"')[1].split("</section>")[0]
+    assert duplicates.count("webhook #") == 1
+    duplicate_id = int(re.search(r"webhook #(\d+)", duplicates).group(1))
+    duplicate_page = html(client.get(f"{DASH}/webhooks/{duplicate_id}"))
+    assert f'id="original" href="{DASH}/webhooks/{webhook_id}"' in duplicate_page
+    assert "Replay" not in duplicate_page.split('class="actions"')[1].split("</div>")[0]
+    assert re.search(r'<button type="submit" class="button primary">Replay</button>', page)
+    assert client.get(f"{DASH}/webhooks/987654").status_code == 404

@@ -13,7 +13,7 @@ from ...parsing import parse_int
 from ...providers import HasHealthCheck, IncrementalSync, ScheduledSync
 from ...state import current_state
 from ...sync.staleness import stale_since
-from . import queries
+from . import details, queries
 from .blueprint import blueprint, found, page_number, report_invalid
 from .chart import build_chart
 from .formatting import MASK, Scrubber, credential_names, pretty_body, pretty_json
@@ -145,6 +145,25 @@ def webhooks() -> str:
         status=status,
         provider=provider,
         integration_id=integration_id,
+    )
+
+
+@blueprint.get("/webhooks/<id:webhook_id>")
+def webhook_detail(webhook_id: int) -> str:
+    state = current_state()
+    row = found(queries.get_row(state, "webhooks", webhook_id))
+    owner = state.db.session.get(Integration, row.integration_id) if row.integration_id else None
+    scrub = Scrubber(owner)
+    return render_template(
+        _template("webhook"),
+        row=row,
+        integration=owner,
+        payload=scrub(pretty_body(details.redacted_payload(state, row.payload))),
+        headers=scrub(pretty_json(row.headers)),
+        attempts=details.webhook_attempts(state, row),
+        duplicates=details.webhook_duplicates(state, row),
+        original_id=details.original_of(state, row),
+        scrub=scrub,
     )
 
 

@@ -1,0 +1,84 @@
+"""What the detail pages read beyond their own row: a webhook's attempts and duplicates."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+
+from ...db.statuses import WebhookStatus
+from ...redaction import redact
+from ...state import AppState
+
+#: Rows a detail page lists at most (attempts, duplicates).
+LISTED = 50
+
+
+def redacted_payload(state: AppState, payload: str | None) -> str | None:
+    """A webhook's stored payload with values under `INTEGRATIONS_REDACT_KEYS` masked, for display."""
+    if payload is None:
+        return None
+    return redact(payload, redact_keys=state.setting("REDACT_KEYS"))
+
+
+def webhook_attempts(state: AppState, webhook: Any) -> list[Any]:
+    """The `webhook` operation logs of this delivery's processing attempts, oldest first."""
+    if webhook.integration_id is None:
+        return []
+    logs = state.tables["logs"]
+    query = sa.select(logs).where(
+        logs.c.integration_id == webhook.integration_id,
+        logs.c.operation == "webhook",
+        logs.c.created_at >= webhook.created_at,
+    )
+    if webhook.delivery_id:
+        query = query.where(logs.c.external_id == webhook.delivery_id)
+    rows = state.db.session.execute(query.order_by(logs.c.id).limit(LISTED * 4)).all()
+    return [row for row in rows if (row.metadata or {}).get("webhook_id") == webhook.id][:LISTED]
+
+
+def webhook_duplicates(state: AppState, webhook: Any) -> list[Any]:
+    """Later deliveries of the same delivery id, stored as `duplicate` of this one."""
+    if not webhook.delivery_id or webhook.status == WebhookStatus.DUPLICATE:
+        return []
+    t = state.tables["webhooks"]
+    same_integration = (
+        t.c.integration_id.is_(None)
+        if webhook.integration_id is None
+        else t.c.integration_id == webhook.integration_id
+    )
+    return state.db.session.execute(
+        sa.select(t.c.id, t.c.created_at)
+        .where(
+            same_integration,
+            t.c.provider == webhook.provider,
+            t.c.delivery_id == webhook.delivery_id,
+            t.c.status == WebhookStatus.DUPLICATE,
+            t.c.id != webhook.id,
+        )
+        .order_by(t.c.id)
+        .limit(LISTED)
+    ).all()
+
+
+def original_of(state: AppState, webhook: Any) -> int | None:
+    """For a `duplicate` row: the id of the delivery it repeated."""
+    if webhook.status != WebhookStatus.DUPLICATE or not webhook.delivery_id:
+        return None
+    t = state.tables["webhooks"]
+    same_integration = (
+        t.c.integration_id.is_(None)
+        if webhook.integration_id is None
+        else t.c.integration_id == webhook.integration_id
+    )
+    return state.db.session.scalar(
+        sa.select(t.c.id)
+        .where(
+            same_integration,
+            t.c.provider == webhook.provider,
+            t.c.delivery_id == webhook.delivery_id,
+            t.c.status != WebhookStatus.DUPLICATE,
+        )
+        .order_by(t.c.id)
+        .limit(1)
+    )
