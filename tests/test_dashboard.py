@@ -1001,3 +1001,41 @@ def test_a_webhook_page_shows_payload_headers_attempts_and_duplicates(app, clien
     assert "Replay" not in duplicate_page.split('class="actions"')[1].split("</div>")[0]
     assert re.search(r'<button type="submit" class="button primary">Replay</button>', page)
     assert client.get(f"{DASH}/webhooks/987654").status_code == 404
+
+
+# -- a sync run's own page ------------------------------------------------------------------------------
+
+
+def test_a_run_page_shows_progress_cursors_and_items_and_retries_or_skips_its_failed_items(client, ext, ctx):
+    feed = ext.create("feed", "Feed", {})
+    FEED["count"], FEED["failing"] = 4, {2, 3}
+    first = run_feed_sync(feed)
+    run_queued_jobs(include_delayed=True)  # spend every try: items 2 and 3 fail
+    integration_page = html(client.get(f"{DASH}/integrations/{feed.id}"))
+    assert f'href="{DASH}/sync-runs/{first.id}">#{first.id}</a>' in integration_page
+
+    page = html(client.get(f"{DASH}/sync-runs/{first.id}"))
+    progress = page.split('id="run-progress"')[1].split("</dd>")[0]
+    assert "4 items" in progress and "2 failed" in progress and "2 success" in progress
+    assert 'class="bar status-failed" style="width: 50.00%"' in progress
+    assert page.split('id="cursor-before"')[1].startswith(">none<")
+    assert "unchanged until the run succeeds" in page
+    failed_only = html(client.get(f"{DASH}/sync-runs/{first.id}?status=failed"))
+    items = failed_only.split('id="run-items"')[1]
+    assert items.count("data-item-id=") == 2 and "entry 2 is malformed" in items
+    assert "Ignored" not in failed_only
+    assert "Ignored status=&#39;bogus&#39;" in html(client.get(f"{DASH}/sync-runs/{first.id}?status=bogus"))
+
+    token = csrf(client, feed.id)
+    FEED["failing"] = {3}
+    response = post(client, f"{DASH}/sync-runs/{first.id}/retry-failed", csrf_token=token)
+    assert response.headers["Location"] == f"{DASH}/sync-runs/{first.id}"
+    assert flashed(client, "success", f"2 failed item(s) of run #{first.id} sent back to a worker.")
+    run_queued_jobs(include_delayed=True)
+    post(client, f"{DASH}/sync-runs/{first.id}/skip-failed", csrf_token=token)
+    assert flashed(client, "success", f"1 failed item(s) of run #{first.id} skipped. The run is now success.")
+    done = html(client.get(f"{DASH}/sync-runs/{first.id}"))
+    assert "status-success" in done.split('class="subtitle"')[1].split("</p>")[0]
+    assert done.split('id="cursor-after"')[1].startswith(">4<")
+    assert client.get(f"{DASH}/sync-runs/987654").status_code == 404
+    assert post(client, f"{DASH}/sync-runs/{first.id}/retry-failed").status_code == 400  # no CSRF token

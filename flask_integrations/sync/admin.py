@@ -1,4 +1,4 @@
-"""What an operator does to sync items: list the failed ones, skip or retry one, advance a cursor."""
+"""What an operator does to sync items: list the failed ones, skip or retry one (or a run's all)."""
 
 from __future__ import annotations
 
@@ -64,6 +64,42 @@ def retry_item(state: AppState, item_id: int) -> None:
         raise ItemError(f"sync item {item_id} changed status meanwhile: try again.")
     enqueue_items(state, provider_key, [item_id])
     session.commit()
+
+
+def retry_failed_items(state: AppState, log_id: int) -> int:
+    """Send every `failed` item of a run back to a worker with fresh tries; returns how many."""
+    session = state.db.session
+    t = state.tables["sync_items"]
+    rows = session.execute(
+        sa.select(t.c.id, Integration.provider)
+        .join(Integration.__table__, Integration.__table__.c.id == t.c.integration_id)
+        .where(t.c.sync_log_id == log_id, t.c.status == ItemStatus.FAILED)
+        .order_by(t.c.id)
+    ).all()
+    if not rows:
+        return 0
+    ids = [r.id for r in rows]
+    retried = session.execute(
+        sa.update(t)
+        .where(t.c.id.in_(ids), t.c.status == ItemStatus.FAILED)
+        .values(status=ItemStatus.PENDING, attempts=0, completed_at=None, updated_at=utcnow())
+    ).rowcount
+    enqueue_items(state, rows[0].provider, ids)  # the job claims only those still pending
+    session.commit()
+    return retried
+
+
+def skip_failed_items(state: AppState, log_id: int) -> tuple[int, str | None]:
+    """Mark every `failed` item of a run `skipped` and re-finalise it: (how many, the run's new status)."""
+    session = state.db.session
+    t = state.tables["sync_items"]
+    skipped = session.execute(
+        sa.update(t)
+        .where(t.c.sync_log_id == log_id, t.c.status == ItemStatus.FAILED)
+        .values(status=ItemStatus.SKIPPED, updated_at=utcnow())
+    ).rowcount
+    session.commit()
+    return skipped, (maybe_finalise(state, log_id) if skipped else None)
 
 
 def failed_items(state: AppState, integration_id: int | None = None, since: Any = None) -> list[Any]:

@@ -129,6 +129,13 @@ def finalise(state: AppState, log_id: int, enumeration_error: str | None = None)
         cursor = next_cursor(state.provider(integration.provider), integration.sync_cursor, checkpoints)
         if cursor != integration.sync_cursor:
             session.execute(sa.update(ints).where(ints.c.id == integration.id).values(sync_cursor=cursor))
+        session.execute(  # the run's page shows the cursor before and after it
+            sa.update(logs)
+            .where(logs.c.id == log_id)
+            .values(
+                metadata=merged_metadata(logs.c.metadata, {"cursor": cursor}, dialect_name(state.engine()))
+            )
+        )
     if first and status != LogStatus.SUCCESS:
         failed_runs = consecutive_failed_runs(state, integration.id) if status == LogStatus.FAILED else 0
         paced = next_sync_at(integration, state, now, failed_runs)

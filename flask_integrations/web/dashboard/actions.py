@@ -15,7 +15,7 @@ from ...db.models import Integration
 from ...health.checks import check_and_record
 from ...providers import HasHealthCheck, IncrementalSync, ScheduledSync
 from ...state import AppState, current_state
-from ...sync.admin import ItemError
+from ...sync.admin import ItemError, retry_failed_items, skip_failed_items
 from ...sync.admin import retry_item as retry_sync_item
 from ...sync.admin import skip_item as skip_sync_item
 from ...webhooks.recovery import ReplayError, replay
@@ -145,6 +145,35 @@ def _retry(state: AppState, item_id: int) -> str:
 def _skip(state: AppState, item_id: int) -> str:
     run_status = skip_sync_item(state, item_id)
     return f"Sync item #{item_id} skipped." + (f" Its run is now {run_status}." if run_status else "")
+
+
+def _run_action(log_id: int, perform: Callable[[AppState, int], str]) -> Response:
+    require_csrf()
+    state = current_state()
+    found(queries.get_row(state, "logs", log_id))
+    flash(perform(state, log_id), SUCCESS)
+    return back_to(url_for(".sync_run", log_id=log_id))
+
+
+def _retry_all(state: AppState, log_id: int) -> str:
+    return f"{retry_failed_items(state, log_id)} failed item(s) of run #{log_id} sent back to a worker."
+
+
+def _skip_all(state: AppState, log_id: int) -> str:
+    skipped, run_status = skip_failed_items(state, log_id)
+    return f"{skipped} failed item(s) of run #{log_id} skipped." + (
+        f" The run is now {run_status}." if run_status else ""
+    )
+
+
+@blueprint.post("/sync-runs/<id:log_id>/retry-failed")
+def retry_failed(log_id: int) -> Response:
+    return _run_action(log_id, _retry_all)
+
+
+@blueprint.post("/sync-runs/<id:log_id>/skip-failed")
+def skip_failed(log_id: int) -> Response:
+    return _run_action(log_id, _skip_all)
 
 
 @blueprint.post("/sync-items/<id:item_id>/retry")

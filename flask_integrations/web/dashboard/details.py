@@ -1,7 +1,8 @@
-"""What the detail pages read beyond their own row: a webhook's attempts and duplicates."""
+"""What the detail pages read beyond their own row: a webhook's attempts and duplicates, a run's items."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
@@ -12,6 +13,8 @@ from ...state import AppState
 
 #: Rows a detail page lists at most (attempts, duplicates).
 LISTED = 50
+#: Items a run's page lists (the oldest first, of the status filtered by).
+ITEMS_SHOWN = 200
 
 
 def redacted_payload(state: AppState, payload: str | None) -> str | None:
@@ -82,3 +85,44 @@ def original_of(state: AppState, webhook: Any) -> int | None:
         .order_by(t.c.id)
         .limit(1)
     )
+
+
+@dataclass
+class RunPage:
+    """A sync run's page: its log, its items counted by status, and a page of its items."""
+
+    log: Any
+    counts: dict[str, int]
+    items: list[Any]
+    status: str | None
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+    def share(self, status: str) -> float:
+        """Percent of the run's items in `status` (the progress bar's widths)."""
+        return 100.0 * self.counts.get(status, 0) / self.total if self.total else 0.0
+
+
+def sync_run(state: AppState, log_id: int, status: str | None) -> RunPage | None:
+    """The run whose top-level `sync` log is `log_id` (None if there is none)."""
+    logs, items = state.tables["logs"], state.tables["sync_items"]
+    log = state.db.session.execute(
+        sa.select(logs).where(logs.c.id == log_id, logs.c.operation == "sync", logs.c.parent_id.is_(None))
+    ).first()
+    if log is None:
+        return None
+    counts = {
+        row_status: int(count)
+        for row_status, count in state.db.session.execute(
+            sa.select(items.c.status, sa.func.count())
+            .where(items.c.sync_log_id == log_id)
+            .group_by(items.c.status)
+        )
+    }
+    query = sa.select(items).where(items.c.sync_log_id == log_id)
+    if status is not None:
+        query = query.where(items.c.status == status)
+    rows = state.db.session.execute(query.order_by(items.c.id).limit(ITEMS_SHOWN)).all()
+    return RunPage(log, counts, rows, status)

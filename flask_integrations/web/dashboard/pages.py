@@ -167,6 +167,25 @@ def webhook_detail(webhook_id: int) -> str:
     )
 
 
+@blueprint.get("/sync-runs/<id:log_id>")
+def sync_run(log_id: int) -> str:
+    state = current_state()
+    status = _choice("status", ITEM_STATUSES)
+    run = found(details.sync_run(state, log_id, status))
+    owner = state.db.session.get(Integration, run.log.integration_id)
+    metadata = run.log.metadata or {}
+    return render_template(
+        _template("sync_run"),
+        run=run,
+        integration=owner,
+        statuses=ITEM_STATUSES,
+        cursor_before=pretty_json(metadata.get("previous_cursor")),
+        cursor_after=pretty_json(metadata["cursor"]) if "cursor" in metadata else None,
+        request_ids=metadata.get("request_ids") or [],
+        scrub=Scrubber(owner),
+    )
+
+
 @blueprint.get("/sync-items")
 def sync_items() -> str:
     state = current_state()
