@@ -1039,3 +1039,75 @@ def test_a_run_page_shows_progress_cursors_and_items_and_retries_or_skips_its_fa
     assert done.split('id="cursor-after"')[1].startswith(">4<")
     assert client.get(f"{DASH}/sync-runs/987654").status_code == 404
     assert post(client, f"{DASH}/sync-runs/{first.id}/retry-failed").status_code == 400  # no CSRF token
+
+
+# -- queues -------------------------------------------------------------------------------------------
+
+
+def test_the_queues_page_in_embedded_mode_counts_what_waits_for_a_sweep(client, hooks):
+    for delivery in ("q1", "q2"):
+        set_status("webhooks", deliver(client, hooks, delivery), "pending")  # as if its job was lost
+    page = html(client.get(f"{DASH}/queues"))
+    assert "Embedded mode" in page and "<dt>Pending webhooks</dt><dd>2</dd>" in page
+    assert "<dt>Pending sync items</dt><dd>0</dd>" in page
+    assert 'aria-current="page">Queues' in page
+
+
+@pytest.mark.slow
+@pytest.mark.redis
+def test_the_queues_page_reads_rq_queues_and_workers(app_factory, redis_url, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import redis
+
+    redis.Redis.from_url(redis_url).flushdb()
+    app = app_factory(INTEGRATIONS_REDIS_URL=redis_url, INTEGRATIONS_PROVIDERS={"feed": DashFeed})
+    client = app.test_client()
+    with app.app_context():
+        from flask_integrations.queue import rq_queue
+        from flask_integrations.state import current_state
+
+        queue = rq_queue(current_state(), "integrations")
+        queue.enqueue("flask_integrations.clock.utcnow")
+        queue.enqueue("flask_integrations.clock.utcnow")
+    page = html(client.get(f"{DASH}/queues"))
+    row = row_of(page, "data-queue", "integrations")
+    assert cell(row, "queued") == "2" and "waiting" in cell(row, "oldest")
+    assert "No worker is listening on these queues" in page
+    worker = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "rq.cli",
+            "worker",
+            "integrations",
+            "--url",
+            redis_url,
+            "--name",
+            "page-test-worker",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            page = html(client.get(f"{DASH}/queues"))
+            if (
+                'data-worker="page-test-worker"' in page
+                and cell(row_of(page, "data-queue", "integrations"), "queued") == "0"
+            ):
+                break
+            time.sleep(0.3)
+        worker_row = row_of(page, "data-worker", "page-test-worker")
+        assert cell(worker_row, "state") in ("idle", "busy")
+        assert cell(row_of(page, "data-queue", "integrations"), "queued") == "0"
+    finally:
+        os.killpg(worker.pid, signal.SIGKILL)  # its registration expires with it; the db is flushed below
+        worker.wait(timeout=30)
+        redis.Redis.from_url(redis_url).flushdb()

@@ -5,8 +5,8 @@ from __future__ import annotations
 import click
 from flask import current_app
 
-from ..queue import redis_connection, rq_queue, set_worker_app
-from ..state import AppState, current_state
+from ..queue import queue_names, redis_connection, rq_queue, set_worker_app
+from ..state import current_state
 from .group import fail, integrations_cli
 
 
@@ -22,7 +22,7 @@ def worker(queues: tuple[str, ...], burst: bool, simple: bool) -> None:
     state = current_state()
     if not state.setting("REDIS_URL"):
         fail("INTEGRATIONS_REDIS_URL is not set: in embedded mode jobs run in the web process.")
-    names = list(queues) or _default_queues(state)
+    names = list(queues) or queue_names(state)
     from rq import SimpleWorker, Worker
 
     app = current_app._get_current_object()  # type: ignore[attr-defined]
@@ -44,12 +44,3 @@ def _prepare_for_work_horses() -> None:
     from ..webhooks import jobs as _webhook_jobs  # noqa: F401
 
     configure_mappers()
-
-
-def _default_queues(state: AppState) -> list[str]:
-    """Every queue the package enqueues to: webhooks, syncs, per-provider sync queues, sync items."""
-    sync = state.setting("SYNC")
-    names = {state.setting("WEBHOOK")["queue"], sync["queue"], *sync["queues"].values()}
-    if sync.get("item_queue"):
-        names.add(sync["item_queue"])
-    return sorted(names)

@@ -7,7 +7,7 @@ after the commit (embedded mode); see dispatch.py, redis_mode.py and embedded.py
 from .dispatch import dispatch, enqueue
 from .embedded import dispatching_request, init_app, run_queued_jobs
 from .jobs import QueuedJob, attempt_note, function_path, import_function
-from .redis_mode import redis_connection, rq_queue, run_failure_callback, run_job, set_worker_app
+from .redis_mode import queue_names, redis_connection, rq_queue, run_failure_callback, run_job, set_worker_app
 
 __all__ = [
     "QueuedJob",
@@ -18,6 +18,7 @@ __all__ = [
     "function_path",
     "import_function",
     "init_app",
+    "queue_names",
     "redis_connection",
     "rq_queue",
     "run_failure_callback",

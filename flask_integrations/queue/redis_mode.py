@@ -41,6 +41,15 @@ def redis_connection(state: AppState, worker: bool = False) -> Any:
     return state.derived("rq-worker-connection" if worker else "rq-connection", connect)
 
 
+def queue_names(state: AppState) -> list[str]:
+    """Every queue the package enqueues to: webhooks, syncs, per-provider sync queues, sync items."""
+    sync = state.setting("SYNC")
+    names = {state.setting("WEBHOOK")["queue"], sync["queue"], *sync["queues"].values()}
+    if sync.get("item_queue"):
+        names.add(sync["item_queue"])
+    return sorted(names)
+
+
 def rq_queue(state: AppState, name: str, worker: bool = False) -> Any:
     """The RQ queue `name` on the app's Redis."""
     from rq import Queue

@@ -13,7 +13,7 @@ from ...parsing import parse_int
 from ...providers import HasHealthCheck, IncrementalSync, ScheduledSync
 from ...state import current_state
 from ...sync.staleness import stale_since
-from . import details, queries
+from . import details, queries, queues
 from .blueprint import blueprint, found, page_number, report_invalid
 from .chart import build_chart
 from .formatting import MASK, Scrubber, credential_names, pretty_body, pretty_json
@@ -183,6 +183,27 @@ def sync_run(log_id: int) -> str:
         cursor_after=pretty_json(metadata["cursor"]) if "cursor" in metadata else None,
         request_ids=metadata.get("request_ids") or [],
         scrub=Scrubber(owner),
+    )
+
+
+@blueprint.get("/queues")
+def queues_page() -> str:
+    state = current_state()
+    redis_mode = bool(state.setting("REDIS_URL"))
+    figures, workers, unreachable = [], [], None
+    if redis_mode:
+        try:
+            figures, workers = queues.rq_figures(state)
+        except Exception as exc:  # noqa: BLE001 - Redis down: say so on the page, never a 500
+            unreachable = type(exc).__name__
+    return render_template(
+        _template("queues"),
+        redis_mode=redis_mode,
+        queues=figures,
+        workers=workers,
+        unreachable=unreachable,
+        waiting=queues.waiting_rows(state),
+        now=utcnow(),
     )
 
 
