@@ -484,3 +484,33 @@ def test_the_overview_fits_a_phone_screen(browser, site):
         # the wide table scrolls inside its wrapper instead of being cut off
         assert widths["table"] <= widths["wrapper"] or widths["overflow"] in ("auto", "scroll"), widths
         shoot(page, site, "overview-narrow")
+
+
+def test_the_overview_updates_itself_without_a_reload(page, site):
+    from flask_integrations import Integration
+
+    open_page(page, site.page_url())
+    page.evaluate("window.__notReloaded = true")
+    row = page.locator(f'table#integrations tr[data-integration-id="{site.legacy}"]')
+    expect(row.get_by_role("link", name="Initech legacy")).to_be_visible()
+    with site.app.app_context():
+        integration = db.session.get(Integration, site.legacy)
+        integration.name = "Initech legacy (renamed)"
+        db.session.commit()
+    try:
+        expect(row.get_by_role("link", name="Initech legacy (renamed)")).to_be_visible(timeout=15_000)
+        assert page.evaluate("window.__notReloaded") is True  # the same document: updated, not reloaded
+    finally:
+        with site.app.app_context():
+            integration = db.session.get(Integration, site.legacy)
+            integration.name = "Initech legacy"
+            db.session.commit()
+            db.session.remove()
+
+
+def test_pages_work_without_javascript(browser, site):
+    with new_page(browser, site, java_script_enabled=False) as page:
+        open_page(page, site.page_url())
+        expect(page.locator("table#integrations tr[data-integration-id]")).to_have_count(6)
+        open_page(page, site.page_url("queues"))
+        expect(page.locator("#embedded")).to_contain_text("Embedded mode")
