@@ -1111,3 +1111,19 @@ def test_the_queues_page_reads_rq_queues_and_workers(app_factory, redis_url, tmp
         os.killpg(worker.pid, signal.SIGKILL)  # its registration expires with it; the db is flushed below
         worker.wait(timeout=30)
         redis.Redis.from_url(redis_url).flushdb()
+
+
+def test_refused_webhooks_are_counted_on_the_webhooks_page(app, client, hooks):
+    assert "None refused." in html(client.get(f"{DASH}/webhooks"))
+    big = "x" * (app.config.get("INTEGRATIONS_WEBHOOK", {}).get("max_payload_bytes", 1024 * 1024) + 10)
+    for _ in range(2):
+        assert client.post(f"/integrations/hooks/{hooks.id}/webhook", data=b"\xff\xfe").status_code == 400
+    assert client.post(f"/integrations/hooks/{hooks.id}/webhook", data=big).status_code == 413
+    assert client.post("/integrations/nobody/webhook", data=b"{}").status_code == 404  # not counted
+    page = html(client.get(f"{DASH}/webhooks"))
+
+    def refused(status: int) -> str:
+        return cell(page.split(f'data-refused="hooks|{hooks.id}|{status}">')[1].split("</tr>")[0], "count")
+
+    assert refused(400) == "2" and refused(413) == "1"
+    assert "nobody" not in page.split('id="refused"')[1].split("</section>")[0]

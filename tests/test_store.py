@@ -283,3 +283,11 @@ def test_redis_clients_are_imported_at_init_app_in_redis_mode_only(redis_url, im
         [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=60, check=True
     )
     assert done.stdout.split() == [str(imported)] * 2
+
+
+def test_hash_get_reads_counters_without_taking_them(store: Store) -> None:
+    store.hash_incr("h", {"a": 2, "b": 1}, ttl=60)
+    store.hash_incr("h", {"a": 1})
+    assert store.hash_get("h") == {"a": 3, "b": 1}
+    assert store.hash_get("h") == {"a": 3, "b": 1}  # still there
+    assert store.hash_get("absent") == {}

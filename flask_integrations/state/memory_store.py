@@ -113,13 +113,20 @@ class MemoryStore(Store):
             self._put(key, str(value), ttl, now)
             return value
 
-    def hash_incr(self, key: str, amounts: Mapping[str, int]) -> None:
+    def hash_incr(self, key: str, amounts: Mapping[str, int], ttl: float | None = None) -> None:
         with self._guard:
-            counters = self._live(key, self.clock())
+            now = self.clock()
+            counters = self._live(key, now)
             if counters is None:
                 counters = self._data[key] = {}
             for field, amount in amounts.items():
                 counters[field] = counters.get(field, 0) + amount
+            if ttl is not None:
+                self._expires[key] = now + ttl
+
+    def hash_get(self, key: str) -> dict[str, int]:
+        with self._guard:
+            return dict(self._live(key, self.clock()) or {})
 
     def hash_take(self, key: str) -> dict[str, int]:
         with self._guard:

@@ -249,21 +249,26 @@ class RedisStore(Store):
 
         return self._run(work)
 
-    def hash_incr(self, key: str, amounts: Mapping[str, int]) -> None:
+    def hash_incr(self, key: str, amounts: Mapping[str, int], ttl: float | None = None) -> None:
         if not amounts:
             return
 
         def work(r: redis.Redis) -> None:
-            if len(amounts) == 1:
+            if len(amounts) == 1 and ttl is None:
                 ((field, amount),) = amounts.items()
                 r.hincrby(self._k(key), field, amount)
                 return
             pipe = r.pipeline(transaction=True)
             for field, amount in amounts.items():
                 pipe.hincrby(self._k(key), field, amount)
+            if ttl is not None:
+                pipe.pexpire(self._k(key), _ms(ttl))
             pipe.execute()
 
         self._run(work)
+
+    def hash_get(self, key: str) -> dict[str, int]:
+        return {field: int(value) for field, value in self._run(lambda r: r.hgetall(self._k(key))).items()}
 
     def hash_take(self, key: str) -> dict[str, int]:
         flat = self._run(lambda r: self._scripts["hash_take"](keys=[self._k(key)]))

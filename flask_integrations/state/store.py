@@ -125,8 +125,12 @@ class Store(ABC):
         """Add to a counter (absent = 0) and return the new value; `ttl` is refreshed on each call."""
 
     @abstractmethod
-    def hash_incr(self, key: str, amounts: Mapping[str, int]) -> None:
-        """Add to counters held in one hash (one field per counter)."""
+    def hash_incr(self, key: str, amounts: Mapping[str, int], ttl: float | None = None) -> None:
+        """Add to counters held in one hash (one field per counter); `ttl` is refreshed when given."""
+
+    @abstractmethod
+    def hash_get(self, key: str) -> dict[str, int]:
+        """Read a hash of counters (empty when absent), leaving it in place."""
 
     @abstractmethod
     def hash_take(self, key: str) -> dict[str, int]:

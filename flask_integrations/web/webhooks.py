@@ -15,7 +15,7 @@ import logging
 from typing import Any
 
 import sqlalchemy as sa
-from flask import Blueprint, Flask, Response, jsonify, request
+from flask import Blueprint, Flask, Response, jsonify, make_response, request
 from werkzeug.exceptions import ClientDisconnected, HTTPException, RequestEntityTooLarge
 
 from .. import signals
@@ -24,6 +24,7 @@ from ..db.transactions import plain_session
 from ..providers import HandlesWebhooks
 from ..redaction import integration_secrets
 from ..state import AppState, current_state
+from ..webhooks import refusals
 from ..webhooks.intake import filter_headers, store_webhook
 from ..webhooks.jobs import enqueue_processing
 from .access import exempt_from_app_csrf
@@ -56,8 +57,16 @@ def register(app: Flask, url_prefix: str) -> None:
 @blueprint.route("/<provider>/webhook", methods=["GET", "POST"])
 @blueprint.route("/<provider>/<id:integration_id>/webhook", methods=["GET", "POST"])
 def receive(provider: str, integration_id: int | None = None) -> Any:
+    response = _answer(provider, integration_id)
+    state = current_state()
+    if response.status_code in refusals.COUNTED and provider in state.providers:
+        refusals.count(state, provider, integration_id, response.status_code)
+    return response
+
+
+def _answer(provider: str, integration_id: int | None) -> Any:
     try:
-        return _receive(current_state(), provider, integration_id)
+        return make_response(_receive(current_state(), provider, integration_id))
     except _Reject as reject:
         return _error(reject.status, reject.message)
     except HTTPException as exc:  # e.g. abort(403) in a provider hook: kept unless it is a 5xx

@@ -13,6 +13,7 @@ from ...parsing import parse_int
 from ...providers import HasHealthCheck, IncrementalSync, ScheduledSync
 from ...state import current_state
 from ...sync.staleness import stale_since
+from ...webhooks import refusals
 from . import details, queries, queues
 from .blueprint import blueprint, found, page_number, report_invalid
 from .chart import build_chart
@@ -145,6 +146,7 @@ def webhooks() -> str:
         status=status,
         provider=provider,
         integration_id=integration_id,
+        refused=refusals.last_day(state),
     )
 
 
