@@ -5,7 +5,9 @@ Every constraint and index has an explicit, short name carrying the prefix
 every table is AUTOINCREMENT, so that no id is ever handed out twice (a new integration
 must not inherit a deleted one's state; request ids are reserved ahead of their rows
 from `sqlite_sequence`, see pipeline/rows.py); SQLite writes such a key inline, without
-a constraint name.
+a constraint name. On MySQL and MariaDB timestamps are DATETIME(6) holding naive UTC
+(DATETIME keeps no zone, and would drop the microseconds without the 6), and every indexed
+VARCHAR fits InnoDB's 3,072-byte key in utf8mb4.
 The shipped migration creates exactly this schema; a test compares them.
 """
 
@@ -15,22 +17,27 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql
+from sqlalchemy.dialects import mysql, postgresql
 
 from ..clock import as_utc, utcnow
+from .dialects import MYSQL_DIALECTS
 from .statuses import HealthStatus, ItemStatus, WebhookStatus
+
+#: A timestamp column: `timestamptz` on PostgreSQL, DATETIME(6) on MySQL and MariaDB.
+Timestamp = sa.DateTime(timezone=True).with_variant(mysql.DATETIME(fsp=6), *MYSQL_DIALECTS)
+_NAIVE_UTC_DIALECTS = ("sqlite", *MYSQL_DIALECTS)
 
 
 class UTCDateTime(sa.TypeDecorator):
-    """`timestamptz` on PostgreSQL; on SQLite, naive values are read back as UTC."""
+    """`timestamptz` on PostgreSQL; on SQLite, MySQL and MariaDB naive UTC, read back as aware UTC."""
 
-    impl = sa.DateTime(timezone=True)
+    impl = Timestamp
     cache_ok = True
 
     def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
         if value is not None and value.tzinfo is None:
             raise ValueError("timestamps must be timezone-aware (use flask_integrations.clock.utcnow())")
-        if value is not None and dialect.name == "sqlite":
+        if value is not None and dialect.name in _NAIVE_UTC_DIALECTS:
             return as_utc(value).replace(tzinfo=None)
         return value
 

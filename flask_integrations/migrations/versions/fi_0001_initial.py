@@ -10,7 +10,7 @@ Published by `flask integrations publish-migrations`, which sets
 
 import sqlalchemy as sa
 from alembic import op
-from sqlalchemy.dialects import postgresql
+from sqlalchemy.dialects import mysql, postgresql
 
 revision = "fi_0001"
 down_revision = None
@@ -21,10 +21,12 @@ PREFIX = "integration"
 
 BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 Json = sa.JSON(none_as_null=True).with_variant(postgresql.JSONB(none_as_null=True), "postgresql")
+# MySQL and MariaDB: DATETIME(6) holding naive UTC (plain DATETIME would drop microseconds).
+Timestamp = sa.DateTime(timezone=True).with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
 
 
 def _ts(name, nullable=True):
-    return sa.Column(name, sa.DateTime(timezone=True), nullable=nullable)
+    return sa.Column(name, Timestamp, nullable=nullable)
 
 
 def _timestamps():
