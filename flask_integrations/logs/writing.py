@@ -37,6 +37,7 @@ from ..db.transactions import (
     after_commit,
     caller_holds_sqlite_write_lock,
     dialect_name,
+    holds_row_locks,
     plain_session,
     run_detached,
 )
@@ -247,7 +248,7 @@ _UNCOMMITTED = "_fi_uncommitted"
 def _insert(state: AppState, values: dict[str, Any]) -> tuple[IntegrationLog, bool]:
     table = state.tables["logs"]
     session = plain_session(state.db.session)
-    if not caller_holds_sqlite_write_lock(session, state.engine()):
+    if not caller_holds_sqlite_write_lock(session, state.engine()) and not holds_row_locks(session):
         try:
             with state.engine().begin() as connection:
                 row_id = connection.execute(
