@@ -741,16 +741,14 @@ def race(database_url, auth, redis=None):
 
 
 @pytest.mark.slow
-@pytest.mark.postgres
 @pytest.mark.redis
-def test_eight_processes_refresh_once_with_redis_and_postgresql(postgres_url, redis_url, auth):
-    race(postgres_url, auth, redis=(redis_url, f"test-{uuid.uuid4().hex[:8]}:"))
+def test_eight_processes_refresh_once_with_redis(server_database_url, redis_url, auth):
+    race(server_database_url, auth, redis=(redis_url, f"test-{uuid.uuid4().hex[:8]}:"))
 
 
 @pytest.mark.slow
-@pytest.mark.postgres
-def test_eight_processes_refresh_once_embedded_postgresql(postgres_url, auth):
-    race(postgres_url, auth)
+def test_eight_processes_refresh_once_embedded(server_database_url, auth):
+    race(server_database_url, auth)
 
 
 @pytest.mark.slow
