@@ -561,7 +561,7 @@ def test_lock_wait_exceeded_is_a_clear_error(app_factory, auth, database_url):
 
 def test_a_stale_lock_row_is_taken_over(app_factory, auth, database_url):
     if not database_url.startswith("sqlite"):
-        pytest.skip("embedded PostgreSQL locks the integration's row, not a lock row")
+        pytest.skip("embedded PostgreSQL locks the integration's row, MySQL takes a GET_LOCK: no lock row")
     app = app_factory(INTEGRATIONS_PROVIDERS=PROVIDERS, INTEGRATIONS_OAUTH={"refresh_lock_ttl": 5})
     integration_id = with_tokens(app, auth, 5)
     with app.app_context():

@@ -251,9 +251,7 @@ def _insert(state: AppState, values: dict[str, Any]) -> tuple[IntegrationLog, bo
     if not caller_holds_sqlite_write_lock(session, state.engine()) and not holds_row_locks(session):
         try:
             with state.engine().begin() as connection:
-                row_id = connection.execute(
-                    sa.insert(table).values(values).returning(table.c.id)
-                ).scalar_one()
+                row_id = connection.execute(sa.insert(table).values(values)).inserted_primary_key[0]
         except sa.exc.IntegrityError:
             pass  # the integration or the parent exists only in the caller's open transaction
         else:

@@ -216,7 +216,7 @@ def write_attempt(
         return
 
     def work(connection: sa.Connection) -> int | None:
-        row_id = connection.execute(sa.insert(table).values(row()).returning(table.c.id)).scalar_one()
+        row_id = connection.execute(sa.insert(table).values(row())).inserted_primary_key[0]
         call.remember(row_id)
         return row_id
 
