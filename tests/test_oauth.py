@@ -542,6 +542,41 @@ def test_failed_refresh_keeps_the_credentials_and_raises_clearly(app, auth, answ
     assert stored(app, integration_id) == before
 
 
+def _hold_refresh_lock(database_url: str, integration_id: int, held) -> None:
+    app = make_app(database_url, INTEGRATIONS_PROVIDERS=PROVIDERS)
+    state = app.extensions["integrations"].state_for(app)
+    with app.app_context(), locks.refresh_lock(state, integration_id):
+        held.set()
+        time.sleep(60)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("database_url", [pytest.param("mariadb", marks=pytest.mark.mysql)], indirect=True)
+def test_mysql_refresh_lock_dies_with_its_process(app_factory, auth, database_url):
+    oauth = {"refresh_lock_wait": 1, "refresh_lock_ttl": 600}
+    app = app_factory(INTEGRATIONS_PROVIDERS=PROVIDERS, INTEGRATIONS_OAUTH=oauth)
+    integration_id = with_tokens(app, auth, 5)
+    state = app.extensions["integrations"].state_for(app)
+    spawn = multiprocessing.get_context("spawn")
+    held = spawn.Event()
+    holder = spawn.Process(target=_hold_refresh_lock, args=(database_url, integration_id, held))
+    holder.start()
+    try:
+        assert held.wait(30)
+        waiting = pytest.raises(IntegrationsError, match="refresh lock")
+        with app.app_context(), waiting, locks.refresh_lock(state, integration_id):
+            pass
+    finally:
+        holder.kill()
+        holder.join(10)
+    with app.app_context():
+        started = time.monotonic()
+        with locks.refresh_lock(state, integration_id):  # GET_LOCK: freed with the connection
+            assert time.monotonic() - started < 0.5
+        table = state.tables["idempotency_keys"]
+        assert db.session.scalar(sa.select(sa.func.count()).select_from(table)) == 0  # no lock row
+
+
 @pytest.mark.slow
 def test_lock_wait_exceeded_is_a_clear_error(app_factory, auth, database_url):
     if database_url.startswith("postgresql"):
