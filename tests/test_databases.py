@@ -31,3 +31,12 @@ def test_mysql_timestamps_are_naive_utc_to_the_microsecond_and_read_back_aware(i
     db.session.expire_all()
     assert db.session.get(type(integration), integration.id).created_at == created
     assert created.tzinfo is not None and abs(datetime.now(UTC) - created).total_seconds() < 60
+
+
+@mariadb_only
+def test_mysql_compares_external_ids_byte_for_byte(integration):
+    first = integration.map_external_id("AbC", integration)  # any mapped object: the integration itself
+    second = integration.map_external_id("abc", integration)
+    db.session.commit()
+    assert first.id != second.id
+    assert {first.external_id, second.external_id} == {"AbC", "abc"}

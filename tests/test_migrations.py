@@ -298,6 +298,7 @@ def schema(app: UserApp) -> dict[str, dict]:
                 "foreign_keys": {f["name"]: f for f in inspector.get_foreign_keys(table)},
                 "primary_key": inspector.get_pk_constraint(table)["name"],
                 "sqlite_autoincrement": _sqlite_autoincrement(engine, table),
+                "options": inspector.get_table_options(table),
             }
         return tables
     finally:
@@ -332,7 +333,8 @@ def assert_integration_schema(tables: dict[str, dict], p: str, dialect: str) -> 
         if dialect == "postgresql":
             for name, type_ in timestamps.items():
                 assert isinstance(type_, sa.DateTime) and type_.timezone, f"{p}{suffix}.{name} is {type_}"
-        if dialect == "mysql":  # naive UTC, to the microsecond
+        if dialect == "mysql":  # naive UTC, to the microsecond; text compared byte for byte
+            assert table["options"]["mysql_collate"] == "utf8mb4_bin", suffix
             for name, type_ in timestamps.items():
                 assert isinstance(type_, sa.DateTime) and type_.fsp == 6, f"{p}{suffix}.{name} is {type_}"
         # On SQLite every key is INTEGER PRIMARY KEY AUTOINCREMENT (no id is ever reused; request ids
