@@ -671,6 +671,7 @@ def test_the_run_claim_admits_one_of_many_simultaneous_starts(server_app):
     import threading
 
     feed = server_app.extensions["integrations"].create("feed", "Feed", {})
+    feed_id = feed.id  # read here: an expired `feed.id` in a thread would load it on this thread's connection
     state = server_app.extensions["integrations"].state_for(server_app)
     barrier = threading.Barrier(6)
     started: list[object] = []
@@ -678,7 +679,7 @@ def test_the_run_claim_admits_one_of_many_simultaneous_starts(server_app):
     def start(due_only: bool) -> None:
         with server_app.app_context():
             barrier.wait()
-            started.append(start_run(state, feed.id, due_only=due_only))
+            started.append(start_run(state, feed_id, due_only=due_only))
             db.session.remove()
 
     threads = [threading.Thread(target=start, args=(n % 2 == 0,)) for n in range(6)]
