@@ -16,6 +16,7 @@ from flask import Flask
 
 from . import config as config_module
 from . import logs, mappings, queue
+from .db.dialects import read_committed
 from .db.mapping import map_models
 from .db.models import Integration
 from .db.services import ModelServices, install
@@ -111,6 +112,9 @@ class Integrations:
         for key, value in settings.items():
             app.config[key] = value
         db = self._resolve_db(app)
+        with app.app_context():
+            for engine in db.engines.values():
+                read_committed(engine)
         keyring = Keyring(settings["INTEGRATIONS_ENCRYPTION_KEYS"])
         self._require_secret_key(app, settings)
         providers = {key: cls() for key, cls in self._load_providers(settings).items()}

@@ -12,13 +12,13 @@ from flask import Flask
 from flask_integrations.state.memory_store import MemoryStore
 from flask_integrations.state.redis_store import RedisStore
 from flask_integrations.state.store import Store
-from tests.helpers.app import POSTGRES_URL, REDIS_URL, FakeClock, db, make_app, skip_or_fail
+from tests.helpers.app import MYSQL_URL, POSTGRES_URL, REDIS_URL, FakeClock, db, make_app, skip_or_fail
 from tests.helpers.oauth import AuthServer
 from tests.helpers.upstream import UpstreamServer
 
 pytest_plugins = ["pytester"]
 
-SERVER_MARKS = ("slow", "postgres", "redis", "browser")
+SERVER_MARKS = ("slow", "postgres", "mysql", "redis", "browser")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -41,7 +41,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 def _reachable(url: str, default_port: int) -> bool:
-    parsed = urlparse(url.replace("+psycopg", ""))
+    parsed = urlparse(url.replace("+psycopg", "").replace("+pymysql", "").replace("+mysqldb", ""))
     try:
         with socket.create_connection((parsed.hostname or "127.0.0.1", parsed.port or default_port), 1):
             return True
@@ -62,16 +62,42 @@ def postgres_url() -> str:
 
 
 @pytest.fixture(scope="session")
+def mysql_url() -> str:
+    require_server("MariaDB/MySQL", MYSQL_URL, 3306)
+    return MYSQL_URL
+
+
+@pytest.fixture(scope="session")
 def redis_url() -> str:
     require_server("Redis", REDIS_URL, 6379)
     return REDIS_URL
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+#: The server databases a test can be parametrised over, each with its marker and URL fixture.
+SERVER_DATABASES = {"postgresql": "postgres_url", "mariadb": "mysql_url"}
+DATABASE_PARAMS = [
+    "sqlite",
+    pytest.param("postgresql", marks=pytest.mark.postgres),
+    pytest.param("mariadb", marks=pytest.mark.mysql),
+]
+
+
+@pytest.fixture(params=DATABASE_PARAMS)
 def database_url(request: pytest.FixtureRequest, tmp_path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'app.db'}"
-    return request.getfixturevalue("postgres_url")
+    return request.getfixturevalue(SERVER_DATABASES[request.param])
+
+
+@pytest.fixture(
+    params=[
+        pytest.param("postgresql", marks=pytest.mark.postgres),
+        pytest.param("mariadb", marks=pytest.mark.mysql),
+    ]
+)
+def server_database_url(request: pytest.FixtureRequest) -> str:
+    """PostgreSQL, then MariaDB: for the multi-process proofs, which SQLite does not serve."""
+    return request.getfixturevalue(SERVER_DATABASES[request.param])
 
 
 @pytest.fixture
@@ -91,20 +117,35 @@ _fresh_schema: set[str] = set()
 
 
 def reset_tables() -> None:
-    """Empty tables for a test. On PostgreSQL the schema is rebuilt once per process, so a
+    """Empty tables for a test. On the servers the schema is rebuilt once per process, so a
     database left by an older checkout (another column set) cannot leak into this run."""
     engine = db.engine
     url = engine.url.render_as_string(hide_password=True)
-    if engine.dialect.name == "postgresql" and url not in _fresh_schema:
-        with engine.begin() as connection:
-            connection.execute(sa.text("DROP SCHEMA public CASCADE"))
-            connection.execute(sa.text("CREATE SCHEMA public"))
+    if engine.dialect.name != "sqlite" and url not in _fresh_schema:
+        _drop_everything(engine)
         _fresh_schema.add(url)
     db.metadata.create_all(engine)
-    names = ", ".join(f'"{t.name}"' for t in reversed(db.metadata.sorted_tables))
     with engine.begin() as connection:
         if engine.dialect.name == "postgresql":
+            names = ", ".join(f'"{t.name}"' for t in reversed(db.metadata.sorted_tables))
             connection.execute(sa.text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+        elif engine.dialect.name in ("mysql", "mariadb"):
+            connection.execute(sa.text("SET FOREIGN_KEY_CHECKS = 0"))
+            for table in db.metadata.sorted_tables:
+                connection.execute(sa.text(f"TRUNCATE TABLE `{table.name}`"))
+            connection.execute(sa.text("SET FOREIGN_KEY_CHECKS = 1"))
+
+
+def _drop_everything(engine: sa.Engine) -> None:
+    with engine.begin() as connection:
+        if engine.dialect.name == "postgresql":
+            connection.execute(sa.text("DROP SCHEMA public CASCADE"))
+            connection.execute(sa.text("CREATE SCHEMA public"))
+            return
+        connection.execute(sa.text("SET FOREIGN_KEY_CHECKS = 0"))
+        for name in sa.inspect(connection).get_table_names():
+            connection.execute(sa.text(f"DROP TABLE `{name}`"))
+        connection.execute(sa.text("SET FOREIGN_KEY_CHECKS = 1"))
 
 
 @pytest.fixture(autouse=True)

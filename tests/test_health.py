@@ -170,15 +170,14 @@ def _hammer(database_url: str, integration_id: int, count: int) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.postgres
-def test_concurrent_failures_are_counted_exactly(postgres_url):
-    app = make_app(postgres_url)
+def test_concurrent_failures_are_counted_exactly(server_database_url):
+    app = make_app(server_database_url)
     with app.app_context():
         reset_tables()
         integration_id = app.extensions["integrations"].create("loose", "Shared", {}).id
         db.session.remove()
     ctx = multiprocessing.get_context("spawn")
-    workers = [ctx.Process(target=_hammer, args=(postgres_url, integration_id, 25)) for _ in range(4)]
+    workers = [ctx.Process(target=_hammer, args=(server_database_url, integration_id, 25)) for _ in range(4)]
     run_to_completion(workers, 60)
     with app.app_context():
         assert stored(integration_id).consecutive_failures == 100

@@ -460,16 +460,14 @@ def _race_appends(postgres_url: str, batch: int) -> list[int]:
 
 
 @pytest.mark.slow
-@pytest.mark.postgres
-def test_concurrent_appends_under_the_cap_lose_no_id(postgres_url):
-    request_ids = _race_appends(postgres_url, batch=1)
+def test_concurrent_appends_under_the_cap_lose_no_id(server_database_url):
+    request_ids = _race_appends(server_database_url, batch=1)
     assert sorted(request_ids) == list(range(200))
 
 
 @pytest.mark.slow
-@pytest.mark.postgres
-def test_concurrent_appends_stop_exactly_at_the_cap(postgres_url):
-    request_ids = _race_appends(postgres_url, batch=10)
+def test_concurrent_appends_stop_exactly_at_the_cap(server_database_url):
+    request_ids = _race_appends(server_database_url, batch=10)
     assert len(request_ids) == 1000 and len(set(request_ids)) == 1000
     batches = [request_ids[i : i + 10] for i in range(0, 1000, 10)]
     assert all(

@@ -328,9 +328,8 @@ def _map_worker(database_url: str, integration_id: int, customer_id: int, barrie
 
 
 @pytest.mark.slow
-@pytest.mark.postgres
-def test_ten_concurrent_upserts_leave_one_object_and_one_mapping(postgres_url):
-    app = make_app(postgres_url)
+def test_ten_concurrent_upserts_leave_one_object_and_one_mapping(server_database_url):
+    app = make_app(server_database_url)
     with app.app_context():
         reset_tables()
         integration_id = app.extensions["integrations"].create("loose", "Shared", {}).id
@@ -339,7 +338,9 @@ def test_ten_concurrent_upserts_leave_one_object_and_one_mapping(postgres_url):
     barrier, results = spawn.Barrier(10), spawn.Queue()
     run_to_completion(
         [
-            spawn.Process(target=_upsert_worker, args=(postgres_url, integration_id, barrier, n, results))
+            spawn.Process(
+                target=_upsert_worker, args=(server_database_url, integration_id, barrier, n, results)
+            )
             for n in range(10)
         ],
         120,
@@ -353,9 +354,8 @@ def test_ten_concurrent_upserts_leave_one_object_and_one_mapping(postgres_url):
 
 
 @pytest.mark.slow
-@pytest.mark.postgres
-def test_concurrent_claims_of_one_id_by_different_objects_have_one_winner(postgres_url):
-    app = make_app(postgres_url)
+def test_concurrent_claims_of_one_id_by_different_objects_have_one_winner(server_database_url):
+    app = make_app(server_database_url)
     with app.app_context():
         reset_tables()
         integration_id = app.extensions["integrations"].create("loose", "Shared", {}).id
@@ -368,7 +368,9 @@ def test_concurrent_claims_of_one_id_by_different_objects_have_one_winner(postgr
     barrier, results = spawn.Barrier(6), spawn.Queue()
     run_to_completion(
         [
-            spawn.Process(target=_map_worker, args=(postgres_url, integration_id, cid, barrier, results))
+            spawn.Process(
+                target=_map_worker, args=(server_database_url, integration_id, cid, barrier, results)
+            )
             for cid in customer_ids
         ],
         120,

@@ -231,22 +231,34 @@ def migrations_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return app.path / "migrations"
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+@pytest.fixture(
+    params=[
+        "sqlite",
+        pytest.param("postgresql", marks=pytest.mark.postgres),
+        pytest.param("mariadb", marks=pytest.mark.mysql),
+    ]
+)
 def fresh_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """An empty database: a new SQLite file, or a throwaway PostgreSQL database."""
+    """An empty database: a new SQLite file, or a throwaway PostgreSQL or MariaDB database."""
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'app.db'}"
         return
-    server = sa.make_url(request.getfixturevalue("postgres_url"))
+    postgres = request.param == "postgresql"
+    server = sa.make_url(request.getfixturevalue("postgres_url" if postgres else "mysql_url"))
     name = f"fi_mig_{secrets.token_hex(6)}"
+    create, drop = (
+        (f'CREATE DATABASE "{name}"', f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        if postgres
+        else (f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4", f"DROP DATABASE IF EXISTS `{name}`")
+    )
     admin = sa.create_engine(server, isolation_level="AUTOCOMMIT")
     try:
         with admin.connect() as connection:
-            connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
+            connection.execute(sa.text(create))
         yield server.set(database=name).render_as_string(hide_password=False)
     finally:
         with admin.connect() as connection:
-            connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            connection.execute(sa.text(drop))
         admin.dispose()
 
 
@@ -287,6 +299,7 @@ def schema(app: UserApp) -> dict[str, dict]:
                 "foreign_keys": {f["name"]: f for f in inspector.get_foreign_keys(table)},
                 "primary_key": inspector.get_pk_constraint(table)["name"],
                 "sqlite_autoincrement": _sqlite_autoincrement(engine, table),
+                "options": inspector.get_table_options(table),
             }
         return tables
     finally:
@@ -321,12 +334,17 @@ def assert_integration_schema(tables: dict[str, dict], p: str, dialect: str) -> 
         if dialect == "postgresql":
             for name, type_ in timestamps.items():
                 assert isinstance(type_, sa.DateTime) and type_.timezone, f"{p}{suffix}.{name} is {type_}"
+        if dialect == "mysql":  # naive UTC, to the microsecond; text compared byte for byte
+            assert table["options"]["mysql_collate"] == "utf8mb4_bin", suffix
+            for name, type_ in timestamps.items():
+                assert isinstance(type_, sa.DateTime) and type_.fsp == 6, f"{p}{suffix}.{name} is {type_}"
         # On SQLite every key is INTEGER PRIMARY KEY AUTOINCREMENT (no id is ever reused; request ids
         # are reserved ahead of their rows: pipeline/rows.py), declared inline, and so without a name.
         inline_key = dialect == "sqlite"
         assert table["sqlite_autoincrement"] == inline_key, suffix
+        # MySQL names every primary key PRIMARY, whatever the DDL said.
         names = (
-            ([] if inline_key else [("pk", table["primary_key"])])
+            ([] if inline_key or dialect == "mysql" else [("pk", table["primary_key"])])
             + [("uq", n) for n in table["uniques"]]
             + [("fk", n) for n in table["foreign_keys"]]
             + [("ix", n) for n in table["indexes"] if n not in table["uniques"]]

@@ -542,6 +542,41 @@ def test_failed_refresh_keeps_the_credentials_and_raises_clearly(app, auth, answ
     assert stored(app, integration_id) == before
 
 
+def _hold_refresh_lock(database_url: str, integration_id: int, held) -> None:
+    app = make_app(database_url, INTEGRATIONS_PROVIDERS=PROVIDERS)
+    state = app.extensions["integrations"].state_for(app)
+    with app.app_context(), locks.refresh_lock(state, integration_id):
+        held.set()
+        time.sleep(60)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("database_url", [pytest.param("mariadb", marks=pytest.mark.mysql)], indirect=True)
+def test_mysql_refresh_lock_dies_with_its_process(app_factory, auth, database_url):
+    oauth = {"refresh_lock_wait": 1, "refresh_lock_ttl": 600}
+    app = app_factory(INTEGRATIONS_PROVIDERS=PROVIDERS, INTEGRATIONS_OAUTH=oauth)
+    integration_id = with_tokens(app, auth, 5)
+    state = app.extensions["integrations"].state_for(app)
+    spawn = multiprocessing.get_context("spawn")
+    held = spawn.Event()
+    holder = spawn.Process(target=_hold_refresh_lock, args=(database_url, integration_id, held))
+    holder.start()
+    try:
+        assert held.wait(30)
+        waiting = pytest.raises(IntegrationsError, match="refresh lock")
+        with app.app_context(), waiting, locks.refresh_lock(state, integration_id):
+            pass
+    finally:
+        holder.kill()
+        holder.join(10)
+    with app.app_context():
+        started = time.monotonic()
+        with locks.refresh_lock(state, integration_id):  # GET_LOCK: freed with the connection
+            assert time.monotonic() - started < 0.5
+        table = state.tables["idempotency_keys"]
+        assert db.session.scalar(sa.select(sa.func.count()).select_from(table)) == 0  # no lock row
+
+
 @pytest.mark.slow
 def test_lock_wait_exceeded_is_a_clear_error(app_factory, auth, database_url):
     if database_url.startswith("postgresql"):
@@ -561,7 +596,7 @@ def test_lock_wait_exceeded_is_a_clear_error(app_factory, auth, database_url):
 
 def test_a_stale_lock_row_is_taken_over(app_factory, auth, database_url):
     if not database_url.startswith("sqlite"):
-        pytest.skip("embedded PostgreSQL locks the integration's row, not a lock row")
+        pytest.skip("embedded PostgreSQL locks the integration's row, MySQL takes a GET_LOCK: no lock row")
     app = app_factory(INTEGRATIONS_PROVIDERS=PROVIDERS, INTEGRATIONS_OAUTH={"refresh_lock_ttl": 5})
     integration_id = with_tokens(app, auth, 5)
     with app.app_context():
@@ -741,16 +776,14 @@ def race(database_url, auth, redis=None):
 
 
 @pytest.mark.slow
-@pytest.mark.postgres
 @pytest.mark.redis
-def test_eight_processes_refresh_once_with_redis_and_postgresql(postgres_url, redis_url, auth):
-    race(postgres_url, auth, redis=(redis_url, f"test-{uuid.uuid4().hex[:8]}:"))
+def test_eight_processes_refresh_once_with_redis(server_database_url, redis_url, auth):
+    race(server_database_url, auth, redis=(redis_url, f"test-{uuid.uuid4().hex[:8]}:"))
 
 
 @pytest.mark.slow
-@pytest.mark.postgres
-def test_eight_processes_refresh_once_embedded_postgresql(postgres_url, auth):
-    race(postgres_url, auth)
+def test_eight_processes_refresh_once_embedded(server_database_url, auth):
+    race(server_database_url, auth)
 
 
 @pytest.mark.slow

@@ -456,9 +456,8 @@ def _race(postgres_url: str, upstream_url: str, integration_id: int, results) ->
 
 
 @pytest.mark.slow
-@pytest.mark.postgres
-def test_eight_processes_racing_one_key_run_it_once(postgres_url, upstream):
-    app = make_app(postgres_url)
+def test_eight_processes_racing_one_key_run_it_once(server_database_url, upstream):
+    app = make_app(server_database_url)
     app.extensions["integrations"].register("api", api_provider(upstream.url))
     with app.app_context():
         reset_tables()
@@ -467,7 +466,7 @@ def test_eight_processes_racing_one_key_run_it_once(postgres_url, upstream):
     spawn = multiprocessing.get_context("spawn")
     results = spawn.Queue()
     workers = [
-        spawn.Process(target=_race, args=(postgres_url, upstream.url, integration_id, results))
+        spawn.Process(target=_race, args=(server_database_url, upstream.url, integration_id, results))
         for _ in range(8)
     ]
     run_to_completion(workers, 90)

@@ -304,7 +304,8 @@ def test_cli_rejects_an_unknown_table(app):
 
 def test_cli_database_error_is_one_line_and_exit_1(app, integration):
     with app.app_context():
-        db.session.execute(sa.text(f'DROP TABLE "{state_of(app).tables["idempotency_keys"].name}"'))
+        name = db.engine.dialect.identifier_preparer.quote(state_of(app).tables["idempotency_keys"].name)
+        db.session.execute(sa.text(f"DROP TABLE {name}"))
         db.session.commit()
 
     result = app.test_cli_runner().invoke(args=["integrations", "prune", "--table", "idempotency_keys"])

@@ -345,11 +345,11 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture
-def pg_app(postgres_url):
+def server_app(server_database_url):
     from tests.conftest import reset_tables
     from tests.helpers.sync_app import create_app
 
-    os.environ["SYNC_TEST_DATABASE_URL"] = postgres_url
+    os.environ["SYNC_TEST_DATABASE_URL"] = server_database_url
     try:
         app = create_app()
     finally:
@@ -375,10 +375,9 @@ def end_state(integration_id: int) -> dict:
 
 
 @pytest.mark.slow
-@pytest.mark.postgres
-def test_two_concurrent_sync_commands_start_one_run(pg_app, postgres_url):
-    feed = pg_app.extensions["integrations"].create("feed", "Feed", {})
-    env = _env(postgres_url, SYNC_TEST_SLOW="0.05")
+def test_two_concurrent_sync_commands_start_one_run(server_app, server_database_url):
+    feed = server_app.extensions["integrations"].create("feed", "Feed", {})
+    env = _env(server_database_url, SYNC_TEST_SLOW="0.05")
     processes = [_flask("sync", "--integration", str(feed.id), env=env) for _ in range(2)]
     outputs = [_wait(p)[0] for p in processes]
     assert sorted("already in flight" in out for out in outputs) == [False, True], outputs
@@ -398,15 +397,14 @@ LARGE_RUN = 1000
 
 @pytest.mark.slow
 @pytest.mark.redis
-@pytest.mark.postgres
-def test_rq_workers_finalise_a_large_run_once(postgres_url, redis_url, tmp_path):
+def test_rq_workers_finalise_a_large_run_once(server_database_url, redis_url, tmp_path):
     import redis
 
     from tests.conftest import reset_tables
     from tests.helpers.sync_app import create_app
 
     redis.Redis.from_url(redis_url).flushdb()
-    env = _env(postgres_url, redis_url, SYNC_TEST_ITEMS=str(LARGE_RUN), SYNC_TEST_PER_JOB="25")
+    env = _env(server_database_url, redis_url, SYNC_TEST_ITEMS=str(LARGE_RUN), SYNC_TEST_PER_JOB="25")
     os.environ.update(
         {k: env[k] for k in ("SYNC_TEST_DATABASE_URL", "SYNC_TEST_REDIS_URL", "SYNC_TEST_PER_JOB")}
     )
@@ -465,15 +463,14 @@ def test_rq_workers_finalise_a_large_run_once(postgres_url, redis_url, tmp_path)
 
 @pytest.mark.slow
 @pytest.mark.redis
-@pytest.mark.postgres
-def test_a_sigkilled_worker_loses_no_item(postgres_url, redis_url):
+def test_a_sigkilled_worker_loses_no_item(server_database_url, redis_url):
     import redis
 
     from tests.conftest import reset_tables
     from tests.helpers.sync_app import create_app
 
     redis.Redis.from_url(redis_url).flushdb()
-    os.environ.update({"SYNC_TEST_DATABASE_URL": postgres_url, "SYNC_TEST_REDIS_URL": redis_url})
+    os.environ.update({"SYNC_TEST_DATABASE_URL": server_database_url, "SYNC_TEST_REDIS_URL": redis_url})
     try:
         app = create_app()
     finally:
@@ -487,7 +484,9 @@ def test_a_sigkilled_worker_loses_no_item(postgres_url, redis_url):
             feed.sync_now()
             # --simple: the item runs in the worker process itself (a forked work horse starts a
             # session of its own and would outlive a kill of the worker's process group)
-            worker = _flask("worker", "--simple", env=_env(postgres_url, redis_url, SYNC_TEST_SLOW="30"))
+            worker = _flask(
+                "worker", "--simple", env=_env(server_database_url, redis_url, SYNC_TEST_SLOW="30")
+            )
             try:
                 deadline = time.monotonic() + 30
                 while not items("processing") and time.monotonic() < deadline:
@@ -502,7 +501,7 @@ def test_a_sigkilled_worker_loses_no_item(postgres_url, redis_url):
             assert db.session.get(Integration, feed.id).sync_cursor is None  # not past the lost item
             state = app.extensions["integrations"].state_for(app)
             assert schedule.sweep(state, processing_timeout=0)["reset"] >= 1
-            _wait(_flask("worker", "--burst", env=_env(postgres_url, redis_url)))
+            _wait(_flask("worker", "--burst", env=_env(server_database_url, redis_url)))
             state_after = end_state(feed.id)
             assert (state_after["run"], state_after["cursor"], state_after["items"]) == (
                 "success",
@@ -628,13 +627,14 @@ def test_item_jobs_carry_the_rq_failure_callback(app_factory, redis_url):
 
 @pytest.mark.slow
 @pytest.mark.redis
-@pytest.mark.postgres
-def test_rq_retries_a_failing_item_alone_through_the_scheduler(pg_app, postgres_url, redis_url, tmp_path):
+def test_rq_retries_a_failing_item_alone_through_the_scheduler(
+    server_app, server_database_url, redis_url, tmp_path
+):
     import redis
 
     redis.Redis.from_url(redis_url).flushdb()
     env = _env(
-        postgres_url,
+        server_database_url,
         redis_url,
         SYNC_TEST_FAIL_ONCE="e3",
         SYNC_TEST_FAIL_ONCE_DIR=str(tmp_path),
@@ -642,9 +642,9 @@ def test_rq_retries_a_failing_item_alone_through_the_scheduler(pg_app, postgres_
         SYNC_TEST_PER_JOB="5",
     )
     # Redis mode for this process too, so that sync_now enqueues to RQ
-    pg_app.extensions["integrations"].state_for(pg_app).config["INTEGRATIONS_REDIS_URL"] = redis_url
+    server_app.extensions["integrations"].state_for(server_app).config["INTEGRATIONS_REDIS_URL"] = redis_url
     try:
-        feed = pg_app.extensions["integrations"].create("feed", "Feed", {})
+        feed = server_app.extensions["integrations"].create("feed", "Feed", {})
         feed.sync_now()
         worker = _flask("worker", env=env)  # not --burst: the scheduler must live to run the retry
         try:
@@ -667,19 +667,19 @@ def test_rq_retries_a_failing_item_alone_through_the_scheduler(pg_app, postgres_
 
 
 @pytest.mark.slow
-@pytest.mark.postgres
-def test_the_run_claim_admits_one_of_many_simultaneous_starts(pg_app):
+def test_the_run_claim_admits_one_of_many_simultaneous_starts(server_app):
     import threading
 
-    feed = pg_app.extensions["integrations"].create("feed", "Feed", {})
-    state = pg_app.extensions["integrations"].state_for(pg_app)
+    feed = server_app.extensions["integrations"].create("feed", "Feed", {})
+    feed_id = feed.id  # read here: an expired `feed.id` in a thread would load it on this thread's connection
+    state = server_app.extensions["integrations"].state_for(server_app)
     barrier = threading.Barrier(6)
     started: list[object] = []
 
     def start(due_only: bool) -> None:
-        with pg_app.app_context():
+        with server_app.app_context():
             barrier.wait()
-            started.append(start_run(state, feed.id, due_only=due_only))
+            started.append(start_run(state, feed_id, due_only=due_only))
             db.session.remove()
 
     threads = [threading.Thread(target=start, args=(n % 2 == 0,)) for n in range(6)]

@@ -276,15 +276,14 @@ def test_deletion_declarations_are_checked():
 
 @pytest.mark.slow
 @pytest.mark.redis
-@pytest.mark.postgres
-def test_sigkill_of_the_enumerating_worker_after_a_saved_position(postgres_url, redis_url):
+def test_sigkill_of_the_enumerating_worker_after_a_saved_position(server_database_url, redis_url):
     import redis
 
     from tests.conftest import reset_tables
     from tests.helpers.sync_app import create_app
 
     redis.Redis.from_url(redis_url).flushdb()
-    os.environ.update({"SYNC_TEST_DATABASE_URL": postgres_url, "SYNC_TEST_REDIS_URL": redis_url})
+    os.environ.update({"SYNC_TEST_DATABASE_URL": server_database_url, "SYNC_TEST_REDIS_URL": redis_url})
     try:
         app = create_app()
     finally:
@@ -296,7 +295,7 @@ def test_sigkill_of_the_enumerating_worker_after_a_saved_position(postgres_url, 
             create_seen_table()
             backfill = app.extensions["integrations"].create("backfill", "Backfill", {})
             crashed = backfill.sync_now()
-            env = worker_env(postgres_url, redis_url, SYNC_TEST_HANG_AT="3")
+            env = worker_env(server_database_url, redis_url, SYNC_TEST_HANG_AT="3")
             enumerator = flask_command("worker", "--simple", env=env)
             try:
                 deadline = time.monotonic() + 60
@@ -311,7 +310,7 @@ def test_sigkill_of_the_enumerating_worker_after_a_saved_position(postgres_url, 
                 os.killpg(enumerator.pid, signal.SIGKILL)
                 enumerator.wait(10)
             # the saved items (pages 1-2) were enqueued at the save: other workers process them
-            wait_ok(flask_command("worker", "--burst", env=worker_env(postgres_url, redis_url)))
+            wait_ok(flask_command("worker", "--burst", env=worker_env(server_database_url, redis_url)))
             assert seen() == list(range(1, 21))
             state = app.extensions["integrations"].state_for(app)
             assert schedule.sweep(state, now=utcnow() + timedelta(hours=1))["abandoned"] == 1
@@ -320,7 +319,7 @@ def test_sigkill_of_the_enumerating_worker_after_a_saved_position(postgres_url, 
             assert db.session.get(Integration, backfill.id).sync_cursor is None
 
             resumed = backfill.sync_now()
-            wait_ok(flask_command("worker", "--burst", env=worker_env(postgres_url, redis_url)))
+            wait_ok(flask_command("worker", "--burst", env=worker_env(server_database_url, redis_url)))
             db.session.expire_all()
             run = db.session.get(fi.IntegrationLog, resumed.id)
             assert run.status == "success" and run.metadata["resumed_from"] == [crashed.id]

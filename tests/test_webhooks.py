@@ -866,10 +866,14 @@ def _deliver_concurrently(database_url: str, count: int, barrier: Any, results: 
     results.extend(statuses)
 
 
-@pytest.mark.postgres
 @pytest.mark.slow
-def test_concurrent_deliveries_of_one_id_store_one_original(postgres_url, app_factory):
-    app = app_factory(INTEGRATIONS_PROVIDERS=PROVIDERS, SQLALCHEMY_DATABASE_URI=postgres_url)
+def test_concurrent_deliveries_of_one_id_store_one_original(server_database_url):
+    from tests.conftest import reset_tables
+    from tests.helpers.app import make_app
+
+    app = make_app(server_database_url, INTEGRATIONS_PROVIDERS=PROVIDERS)
+    with app.app_context():
+        reset_tables()
     processes, per_process = 4, 5
     context = multiprocessing.get_context("fork")
     with app.app_context():
@@ -878,7 +882,9 @@ def test_concurrent_deliveries_of_one_id_store_one_original(postgres_url, app_fa
         barrier = manager.Barrier(processes * per_process)
         results = manager.list()
         workers = [
-            context.Process(target=_deliver_concurrently, args=(postgres_url, per_process, barrier, results))
+            context.Process(
+                target=_deliver_concurrently, args=(server_database_url, per_process, barrier, results)
+            )
             for _ in range(processes)
         ]
         for worker in workers:

@@ -29,6 +29,13 @@ def api(app, ctx):
     return ext.create("api", "API", {})
 
 
+#: MySQL and MariaDB have no writer thread: their request rows are written in line (see
+#: `pipeline.rows.id_reserver`), which `test_mysql_writes_each_row_before_the_call_returns` proves.
+writer_databases = pytest.mark.parametrize(
+    "database_url", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)], indirect=True
+)
+
+
 @pytest.fixture
 def slow_writer(monkeypatch):
     """Each batch waits 0.3 s before it is written, so a missing wait would read nothing."""
@@ -70,6 +77,7 @@ def held_writer(monkeypatch):
     release.set()
 
 
+@writer_databases
 def test_the_call_returns_before_its_row_is_written(api, upstream_server, held_writer):
     release, held_to_the_end = held_writer
     api.at("ping").get(upstream_server.url + "/json")
@@ -134,6 +142,7 @@ def body_threads(monkeypatch) -> list[str]:
     return threads
 
 
+@writer_databases
 def test_the_response_body_is_redacted_in_the_writer_thread(api, upstream_server, body_threads):
     api.at("ping").get(upstream_server.url + "/json")
     writer_module.wait_for_all_rows()
@@ -161,6 +170,7 @@ def test_the_stored_response_is_the_one_received_though_the_caller_changes_it(
     assert json.loads(stored)["path"] == "/json"
 
 
+@writer_databases
 def test_a_refused_row_is_logged_and_its_batch_neighbours_are_written(api, caplog):
     state = current_state()
     table = state.tables["requests"]
@@ -194,6 +204,19 @@ def test_a_refused_row_is_logged_and_its_batch_neighbours_are_written(api, caplo
     stored = set(db.session.scalars(sa.select(IntegrationRequest.id)).all())
     assert {good_1, good_2} <= stored and bad not in stored
     assert f"request row {bad}" in caplog.text
+
+
+@pytest.mark.parametrize("database_url", [pytest.param("mariadb", marks=pytest.mark.mysql)], indirect=True)
+def test_mysql_writes_each_row_before_the_call_returns(api, upstream_server):
+    assert writer_module.writer_for(current_state()) is None
+    ids = []
+    with signals.request_completed.connected_to(lambda sender, request_id, **_: ids.append(request_id)):
+        for n in range(1, 4):
+            api.at(f"ping-{n}").get(upstream_server.url + "/json")
+            assert committed_rows(api.id) == n  # seen by another connection at once
+    table = IntegrationRequest.__table__
+    stored = dict(db.session.execute(sa.select(table.c.endpoint, table.c.id)).all())
+    assert stored == {"ping-1": ids[0], "ping-2": ids[1], "ping-3": ids[2]}
 
 
 # -- SQLite: one writer at a time ------------------------------------------------------------

@@ -5,7 +5,9 @@ Every constraint and index has an explicit, short name carrying the prefix
 every table is AUTOINCREMENT, so that no id is ever handed out twice (a new integration
 must not inherit a deleted one's state; request ids are reserved ahead of their rows
 from `sqlite_sequence`, see pipeline/rows.py); SQLite writes such a key inline, without
-a constraint name.
+a constraint name. On MySQL and MariaDB timestamps are DATETIME(6) holding naive UTC
+(DATETIME keeps no zone, and would drop the microseconds without the 6), and every indexed
+VARCHAR fits InnoDB's 3,072-byte key in utf8mb4; text compares byte for byte (utf8mb4_bin).
 The shipped migration creates exactly this schema; a test compares them.
 """
 
@@ -15,22 +17,30 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql
+from sqlalchemy.dialects import mysql, postgresql
 
 from ..clock import as_utc, utcnow
+from .dialects import MYSQL_DIALECTS
 from .statuses import HealthStatus, ItemStatus, WebhookStatus
+
+#: A timestamp column: `timestamptz` on PostgreSQL, DATETIME(6) on MySQL and MariaDB.
+Timestamp = sa.DateTime(timezone=True).with_variant(mysql.DATETIME(fsp=6), *MYSQL_DIALECTS)
+_NAIVE_UTC_DIALECTS = ("sqlite", *MYSQL_DIALECTS)
+#: utf8mb4 whatever the database's default, compared byte for byte as on PostgreSQL: an external
+#: id or an idempotency key differing only in case is another one (MySQL's default is not).
+MYSQL_TABLE = {"mysql_charset": "utf8mb4", "mysql_collate": "utf8mb4_bin"}
 
 
 class UTCDateTime(sa.TypeDecorator):
-    """`timestamptz` on PostgreSQL; on SQLite, naive values are read back as UTC."""
+    """`timestamptz` on PostgreSQL; on SQLite, MySQL and MariaDB naive UTC, read back as aware UTC."""
 
-    impl = sa.DateTime(timezone=True)
+    impl = Timestamp
     cache_ok = True
 
     def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
         if value is not None and value.tzinfo is None:
             raise ValueError("timestamps must be timezone-aware (use flask_integrations.clock.utcnow())")
-        if value is not None and dialect.name == "sqlite":
+        if value is not None and dialect.name in _NAIVE_UTC_DIALECTS:
             return as_utc(value).replace(tzinfo=None)
         return value
 
@@ -110,6 +120,7 @@ def build_tables(metadata: sa.MetaData, prefix: str) -> dict[str, sa.Table]:
         sa.Index(f"ix_{p}s_owner", "owner_type", "owner_id"),
         sa.Index(f"ix_{p}s_due", "is_active", "next_sync_at"),
         sqlite_autoincrement=True,
+        **MYSQL_TABLE,
     )
     requests = sa.Table(
         n["requests"],
@@ -144,6 +155,7 @@ def build_tables(metadata: sa.MetaData, prefix: str) -> dict[str, sa.Table]:
         sa.Index(f"ix_{p}_req_related", "related_type", "related_id"),
         sa.Index(f"ix_{p}_req_idem", "integration_id", "idempotency_key"),
         sqlite_autoincrement=True,
+        **MYSQL_TABLE,
     )
     logs = sa.Table(
         n["logs"],
@@ -172,6 +184,7 @@ def build_tables(metadata: sa.MetaData, prefix: str) -> dict[str, sa.Table]:
         sa.Index(f"ix_{p}_log_parent", "parent_id"),
         sa.Index(f"ix_{p}_log_created", "created_at"),
         sqlite_autoincrement=True,
+        **MYSQL_TABLE,
     )
     mappings = sa.Table(
         n["mappings"],
@@ -186,6 +199,7 @@ def build_tables(metadata: sa.MetaData, prefix: str) -> dict[str, sa.Table]:
         sa.UniqueConstraint("integration_id", "external_id", "internal_type", name=f"uq_{p}_map_external"),
         sa.Index(f"ix_{p}_map_internal", "integration_id", "internal_type", "internal_id"),
         sqlite_autoincrement=True,
+        **MYSQL_TABLE,
     )
     idempotency_keys = sa.Table(
         n["idempotency_keys"],
@@ -200,6 +214,7 @@ def build_tables(metadata: sa.MetaData, prefix: str) -> dict[str, sa.Table]:
         sa.UniqueConstraint("integration_id", "key", name=f"uq_{p}_idem_key"),
         sa.Index(f"ix_{p}_idem_created", "created_at"),
         sqlite_autoincrement=True,
+        **MYSQL_TABLE,
     )
     sync_items = sa.Table(
         n["sync_items"],
@@ -230,6 +245,7 @@ def build_tables(metadata: sa.MetaData, prefix: str) -> dict[str, sa.Table]:
         sa.Index(f"ix_{p}_item_batch_status", "batch_id", "status"),
         sa.Index(f"ix_{p}_item_status_id", "status", "id"),  # failed items across integrations
         sqlite_autoincrement=True,
+        **MYSQL_TABLE,
     )
     webhooks = sa.Table(
         n["webhooks"],
@@ -253,6 +269,7 @@ def build_tables(metadata: sa.MetaData, prefix: str) -> dict[str, sa.Table]:
         sa.Index(f"ix_{p}_wh_int_created", "integration_id", "created_at"),
         sa.Index(f"ix_{p}_wh_created", "created_at"),
         sqlite_autoincrement=True,
+        **MYSQL_TABLE,
     )
     return {
         "integrations": integrations,

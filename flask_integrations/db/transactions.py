@@ -41,6 +41,7 @@ _WRITES = "flask_integrations.deferred_writes"
 _ON_COMMIT = "flask_integrations.after_commit"
 _BATCHES = "flask_integrations.commit_batches"
 _COMMITTED = "flask_integrations.committed"
+_ROW_LOCKS = "flask_integrations.row_locks"
 
 
 def plain_session(session: Session | scoped_session) -> Session:
@@ -118,6 +119,18 @@ def _connection_held(session: Session, transaction: Any, engine: sa.Engine) -> s
     return entry[0] if entry else None
 
 
+def mark_row_locks(session: Session | scoped_session) -> None:
+    """Note that the session's transaction holds row locks that other connections' inserts of
+    child rows would wait on (MySQL's foreign key checks share-lock the parent row, which
+    PostgreSQL's do not): the package's own rows then go into this transaction, till it ends."""
+    plain_session(session).info[_ROW_LOCKS] = True
+
+
+def holds_row_locks(session: Session | scoped_session) -> bool:
+    """True while the session's transaction is marked by `mark_row_locks`."""
+    return bool(plain_session(session).info.get(_ROW_LOCKS))
+
+
 def run_detached(session: Session | scoped_session, engine: sa.Engine, work: Work, then: Then = None) -> bool:
     """Run `work(connection)` in a transaction of its own and commit it.
 
@@ -151,6 +164,7 @@ def _mark_committed(session: Session) -> None:
 def _transaction_ended(session: Session, transaction: Any) -> None:
     if transaction.parent is not None:
         return
+    session.info.pop(_ROW_LOCKS, None)
     writes = session.info.pop(_WRITES, None)
     callbacks = session.info.pop(_ON_COMMIT, None)
     session.info.pop(_BATCHES, None)

@@ -15,6 +15,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from .. import signals
 from ..clock import utcnow
+from ..db.dialects import update_returning
 from ..db.models import Integration
 from ..db.statuses import FailureClass, HealthStatus
 from ..db.transactions import run_detached
@@ -89,21 +90,21 @@ def record_failure(integration: Integration, failure_class: str) -> None:
         status_case.insert(0, (count >= thresholds["disabled_after"], DISABLED))
         active = sa.case((count >= thresholds["disabled_after"], sa.false()), else_=t.c.is_active)
     now = utcnow()
-    statement = (
-        sa.update(t)
-        .where(t.c.id == integration.id, t.c.health_status != DISABLED)
-        .values(
-            consecutive_failures=count,
-            health_status=sa.case(*status_case, else_=HEALTHY),
-            is_active=active,
-            last_error_at=now,
-            updated_at=now,
-        )
-        .returning(t.c.consecutive_failures, t.c.health_status, t.c.is_active)
-    )
+    # MySQL assigns left to right, in the table's column order, and later expressions see
+    # earlier assignments: is_active and health_status come before consecutive_failures.
+    values = {
+        "consecutive_failures": count,
+        "health_status": sa.case(*status_case, else_=HEALTHY),
+        "is_active": active,
+        "last_error_at": now,
+        "updated_at": now,
+    }
+    where = [t.c.id == integration.id, t.c.health_status != DISABLED]
+    returned = [t.c.consecutive_failures, t.c.health_status, t.c.is_active]
 
     def work(connection: sa.Connection) -> Any:
-        return connection.execute(statement).first()
+        rows = update_returning(connection, t, where, values, returned)
+        return rows[0] if rows else None
 
     def then(row: Any) -> None:
         if row is None:

@@ -30,12 +30,14 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from .. import signals
 from ..clock import utcnow
+from ..db.dialects import is_mysql, update_returning
 from ..db.models import REQUEST_IDS_CAP, Integration, IntegrationLog
 from ..db.statuses import Direction, LogStatus
 from ..db.transactions import (
     after_commit,
     caller_holds_sqlite_write_lock,
     dialect_name,
+    holds_row_locks,
     plain_session,
     run_detached,
 )
@@ -136,18 +138,14 @@ def finish(
         values["error"] = None if error is None else error_text(error, integration)
     if result_data is not None:
         values["result_data"] = _clean_data(state, result_data, integration)
-    statement = (
-        sa.update(table).where(table.c.id == log.id, table.c.status == LogStatus.PROCESSING).values(values)
-    )
     if metadata:
         patch = _clean_data(state, metadata, integration)
-        statement = statement.values(
-            metadata=merged_metadata(table.c.metadata, patch, dialect_name(state.engine()))
-        )
-    statement = statement.returning(*table.c)
+        values["metadata"] = merged_metadata(table.c.metadata, patch, dialect_name(state.engine()))
+    where = [table.c.id == log.id, table.c.status == LogStatus.PROCESSING]
 
     def work(connection: sa.Connection) -> Any:
-        return connection.execute(statement).mappings().first()
+        rows = update_returning(connection, table, where, values, list(table.c))
+        return rows[0]._mapping if rows else None
 
     row, committed = _write(state, work, in_session=_uncommitted(log))
     if row is None:
@@ -178,7 +176,8 @@ def append_request_ids(log: IntegrationLog | int, ids: list[int], cap: int = REQ
         state.db.engine.dialect.identifier_preparer.quote(state.tables["logs"].name), dialect
     )
     params: dict[str, Any] = {"id": log_id, "ids": json.dumps(ids)}
-    params.update({"path": f"$[0 to {int(cap) - 1}]"} if dialect == "postgresql" else {"cap": int(cap)})
+    sliced = dialect == "postgresql" or is_mysql(dialect)
+    params.update({"path": f"$[0 to {int(cap) - 1}]"} if sliced else {"cap": int(cap)})
 
     def work(connection: sa.Connection) -> None:
         connection.execute(statement, params)
@@ -202,6 +201,15 @@ def _append_statement(quoted_table: str, dialect: str) -> sa.TextClause:
             "CAST(:path AS jsonpath))) "
             "WHERE id = :id"
         )
+    if is_mysql(dialect):
+        return sa.text(
+            f"UPDATE {quoted_table} SET metadata = JSON_SET("
+            "CASE WHEN JSON_TYPE(metadata) = 'OBJECT' THEN metadata ELSE '{}' END, '$.request_ids', "
+            "JSON_EXTRACT(JSON_MERGE_PRESERVE("
+            "CASE WHEN JSON_TYPE(JSON_EXTRACT(metadata, '$.request_ids')) = 'ARRAY' "
+            "THEN JSON_EXTRACT(metadata, '$.request_ids') ELSE '[]' END, :ids), :path)) "
+            "WHERE id = :id"
+        )
     return sa.text(
         f"UPDATE {quoted_table} SET metadata = json_set("
         "CASE WHEN json_type(metadata) = 'object' THEN metadata ELSE '{}' END, '$.request_ids', "
@@ -220,12 +228,15 @@ def merged_metadata(column: sa.ColumnElement, patch: dict[str, Any], dialect: st
     if dialect == "postgresql":
         base = sa.case((sa.func.jsonb_typeof(column) == "object", column), else_=sa.cast("{}", JSONB))
         return base.op("||")(sa.cast(sa.literal(json.dumps(patch)), JSONB))
+    # SQLite's json() and MySQL's JSON_EXTRACT(text, '$') both make the text a JSON value.
+    as_json = (lambda text: sa.func.json_extract(text, "$")) if is_mysql(dialect) else sa.func.json
     arguments: list[Any] = []
     for key, value in patch.items():
         if '"' in key:
             raise ValueError(f"metadata keys may not contain '\"', got {key!r}.")
-        arguments += [sa.literal(f'$."{key}"'), sa.func.json(sa.literal(json.dumps(value)))]
-    base = sa.case((sa.func.json_type(column) == "object", column), else_=sa.literal("{}"))
+        arguments += [sa.literal(f'$."{key}"'), as_json(sa.literal(json.dumps(value)))]
+    object_type = "OBJECT" if is_mysql(dialect) else "object"
+    base = sa.case((sa.func.json_type(column) == object_type, column), else_=sa.literal("{}"))
     return sa.func.json_set(base, *arguments)
 
 
@@ -237,12 +248,10 @@ _UNCOMMITTED = "_fi_uncommitted"
 def _insert(state: AppState, values: dict[str, Any]) -> tuple[IntegrationLog, bool]:
     table = state.tables["logs"]
     session = plain_session(state.db.session)
-    if not caller_holds_sqlite_write_lock(session, state.engine()):
+    if not caller_holds_sqlite_write_lock(session, state.engine()) and not holds_row_locks(session):
         try:
             with state.engine().begin() as connection:
-                row_id = connection.execute(
-                    sa.insert(table).values(values).returning(table.c.id)
-                ).scalar_one()
+                row_id = connection.execute(sa.insert(table).values(values)).inserted_primary_key[0]
         except sa.exc.IntegrityError:
             pass  # the integration or the parent exists only in the caller's open transaction
         else:

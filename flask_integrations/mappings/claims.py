@@ -6,8 +6,8 @@ object of table T whose primary key is `internal_id` (stored as text).
 
 Transactions: every function here works in the caller's session and only
 flushes; the caller commits. A mapping is claimed with
-``INSERT ... ON CONFLICT DO NOTHING`` (PostgreSQL, SQLite; a SAVEPOINT and the
-IntegrityError elsewhere), so losing a claim never raises inside the
+``INSERT ... ON CONFLICT DO NOTHING`` (PostgreSQL, SQLite; ``INSERT IGNORE`` on
+MySQL and MariaDB; a SAVEPOINT and the IntegrityError elsewhere), so losing a claim never raises inside the
 database and the caller's transaction stays usable (no savepoint is needed,
 which matters on SQLite: pysqlite's SAVEPOINT handling can commit early).
 
@@ -15,7 +15,8 @@ which matters on SQLite: pysqlite's SAVEPOINT handling can commit early).
 internal id, then creates the object and points the mapping at it. The
 database serialises concurrent claims: on PostgreSQL a second claimer waits
 on the unique index until the first transaction ends, then reads the
-winner's object (this needs READ COMMITTED, PostgreSQL's default); SQLite
+winner's object (this needs READ COMMITTED, PostgreSQL's default, which the
+package sets on MySQL connections: db/dialects.py); SQLite
 serialises writers anyway. The placeholder is never visible to anyone else:
 it becomes the real id before the caller can commit. Commit soon after an
 upsert: concurrent upserts of the same id wait for that commit.
@@ -30,6 +31,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from ..clock import utcnow
+from ..db.dialects import insert_unless_duplicate, is_mysql
 from ..db.models import IntegrationMapping, type_name_of
 from ..errors import MappingAlreadyClaimed
 from ..state import current_state
@@ -146,6 +148,8 @@ def _claim(
         insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
         statement = insert(table).values(values).on_conflict_do_nothing(index_elements=unique)
         return session.execute(statement.returning(table.c.id)).scalar()
+    if is_mysql(dialect):
+        return insert_unless_duplicate(session, table, values)
     try:  # other databases: the unique constraint, inside a savepoint
         with session.begin_nested():
             return session.execute(sa.insert(table).values(values).returning(table.c.id)).scalar()

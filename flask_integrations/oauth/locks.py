@@ -8,6 +8,10 @@ Which lock guards a refresh depends on where the app keeps shared state:
 - Embedded mode on PostgreSQL: the integration's row itself, locked with
   ``SELECT ... FOR UPDATE`` by `tokens.TokenRow` on its own connection; the
   server releases it if the process dies. No lock here (`NO_LOCK`).
+- Embedded mode on MySQL or MariaDB: a named lock, ``GET_LOCK``, held by a connection of
+  its own for the refresh; the server releases it if the process dies. (Locking the row
+  instead would block every insert of a request or log row of the integration meanwhile:
+  MySQL's foreign key checks share-lock the parent row.)
 - Embedded mode on a SQLite file: a lock row in ``{p}_idempotency_keys`` under the
   reserved key `REFRESH_LOCK_KEY`, whose unique index lets one process insert it.
   Each insert is a short transaction of its own, so the database's single write
@@ -19,6 +23,7 @@ Which lock guards a refresh depends on where the app keeps shared state:
 
 from __future__ import annotations
 
+import hashlib
 import random
 import time
 from collections.abc import Iterator
@@ -28,6 +33,7 @@ from datetime import timedelta
 import sqlalchemy as sa
 
 from ..clock import utcnow
+from ..db.dialects import is_mysql
 from ..db.transactions import shares_caller_connection
 from ..errors import IntegrationsError
 from ..state import AppState
@@ -63,9 +69,27 @@ def refresh_lock(state: AppState, integration_id: int) -> Iterator[None]:
             yield
     elif uses_row_lock(state):
         yield
+    elif is_mysql(engine.dialect.name):
+        with _named_lock(engine, state.tables["integrations"].name, integration_id, wait):
+            yield
     else:
         with _row_lock(state, integration_id, ttl, wait):
             yield
+
+
+@contextmanager
+def _named_lock(engine: sa.Engine, table: str, integration_id: int, wait: float) -> Iterator[None]:
+    # GET_LOCK names are server-wide and at most 64 characters: the database and table go in hashed
+    scope = hashlib.sha1(f"{engine.url.database}/{table}".encode()).hexdigest()[:16]
+    name = f"fi-oauth-{scope}-{integration_id}"
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+        got = connection.scalar(sa.text("SELECT GET_LOCK(:name, :wait)"), {"name": name, "wait": wait})
+        if got != 1:
+            raise lock_wait_exceeded(integration_id, wait)
+        try:
+            yield
+        finally:
+            connection.execute(sa.text("SELECT RELEASE_LOCK(:name)"), {"name": name})
 
 
 def _polls(integration_id: int, wait: float) -> Iterator[None]:
@@ -128,7 +152,7 @@ def _insert_lock_row(engine: sa.Engine, table: sa.Table, integration_id: int) ->
     values = {"integration_id": integration_id, "key": REFRESH_LOCK_KEY, "created_at": now, "updated_at": now}
     try:
         with engine.begin() as connection:
-            return connection.execute(sa.insert(table).values(values).returning(table.c.id)).scalar_one()
+            return connection.execute(sa.insert(table).values(values)).inserted_primary_key[0]
     except sa.exc.IntegrityError:
         return None
     except sa.exc.OperationalError as exc:  # SQLite busy past its timeout: poll again

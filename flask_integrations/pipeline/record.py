@@ -38,7 +38,7 @@ REQUEST_ID_HEADERS = ("request-id", "x-request-id", "x-github-request-id", "x-am
 class RowInserter:
     """Inserts request rows in line, one round trip each (autocommit, no BEGIN/COMMIT).
 
-    Used on SQLite when the requests table cannot reserve ids (see
+    Used on MySQL and MariaDB, and on SQLite when the requests table cannot reserve ids (see
     `rows.id_reserver`) and a second connection is really separate (see
     `db.transactions.shares_caller_connection`).
     """
@@ -50,7 +50,7 @@ class RowInserter:
     def insert(self, row: dict[str, Any]) -> int:
         with raw_cursor(self.engine) as cursor:
             cursor.execute(self.statement.sql, self.statement.params(row))
-            return cursor.fetchall()[0][0]
+            return cursor.fetchall()[0][0] if self.statement.returns_rows else cursor.lastrowid
 
 
 def inserter(state: AppState) -> RowInserter:
@@ -222,7 +222,7 @@ def write_attempt(
         return
 
     def work(connection: sa.Connection) -> int | None:
-        row_id = connection.execute(sa.insert(table).values(row()).returning(table.c.id)).scalar_one()
+        row_id = connection.execute(sa.insert(table).values(row())).inserted_primary_key[0]
         call.remember(row_id)
         return row_id
 

@@ -30,14 +30,16 @@ ReserveIds = Callable[[int], list[int]]
 class InsertStatement:
     """`INSERT INTO requests (...)` as driver SQL, and a row's parameters in the driver's form.
 
-    With `returning_id` the id column is left to the database and returned;
-    otherwise the row carries its id.
+    With `returning_id` the id column is left to the database and returned (by RETURNING,
+    or as the cursor's `lastrowid` where the database has none: MySQL); otherwise the row
+    carries its id.
     """
 
     def __init__(self, engine: sa.Engine, table: sa.Table, returning_id: bool = False):
         columns = [c for c in table.columns if not (returning_id and c.name == "id")]
         statement = sa.insert(table).values({c.name: sa.bindparam(c.name) for c in columns})
-        if returning_id:
+        self.returns_rows = returning_id and engine.dialect.insert_returning
+        if self.returns_rows:
             statement = statement.returning(table.c.id)
         compiled = statement.compile(dialect=engine.dialect)
         self.sql = str(compiled)
@@ -91,6 +93,13 @@ def _autocommit(dbapi_connection: Any) -> Iterator[None]:
             yield
         finally:
             dbapi_connection.isolation_level = previous
+    elif callable(getattr(dbapi_connection, "autocommit", None)):  # PyMySQL, mysqlclient: methods
+        previous = dbapi_connection.get_autocommit()
+        dbapi_connection.autocommit(True)
+        try:
+            yield
+        finally:
+            dbapi_connection.autocommit(previous)
     else:  # psycopg and other PEP 249 drivers with an autocommit attribute
         previous = dbapi_connection.autocommit
         dbapi_connection.autocommit = True

@@ -18,6 +18,7 @@ import sqlalchemy as sa
 
 from .. import signals
 from ..clock import utcnow
+from ..db.dialects import update_returning
 from ..db.models import Integration, IntegrationSyncItem
 from ..db.statuses import FailureClass, ItemStatus
 from ..errors import RateLimitExceeded
@@ -81,16 +82,16 @@ def process_sync_items(item_ids: list[int]) -> dict[str, int]:
     state = current_state()
     session = state.db.session
     t = state.tables["sync_items"]
-    claimed = (
-        session.execute(
-            sa.update(t)
-            .where(t.c.id.in_(list(item_ids)), t.c.status == ItemStatus.PENDING)
-            .values(status=ItemStatus.PROCESSING, attempts=t.c.attempts + 1, updated_at=utcnow())
-            .returning(t.c.id)
+    claimed = [
+        row.id
+        for row in update_returning(
+            session,
+            t,
+            [t.c.id.in_(list(item_ids)), t.c.status == ItemStatus.PENDING],
+            {"status": ItemStatus.PROCESSING, "attempts": t.c.attempts + 1, "updated_at": utcnow()},
+            [t.c.id],
         )
-        .scalars()
-        .all()
-    )
+    ]
     session.commit()
     outcome = {ItemStatus.SUCCESS: 0, ItemStatus.PENDING: 0, ItemStatus.FAILED: 0}
     if not claimed:
@@ -176,14 +177,9 @@ def items_abandoned(item_ids: list[int]) -> int:
     exhausted = [r.id for r in rows if r.attempts >= tries]
     requeued: list[int] = []
     if retry:
-        requeued = list(
-            session.execute(
-                sa.update(t)
-                .where(t.c.id.in_([r.id for r in retry]), t.c.status == ItemStatus.PROCESSING)
-                .values(status=ItemStatus.PENDING, error=lost, updated_at=now)
-                .returning(t.c.id)
-            ).scalars()
-        )
+        where = [t.c.id.in_([r.id for r in retry]), t.c.status == ItemStatus.PROCESSING]
+        values = {"status": ItemStatus.PENDING, "error": lost, "updated_at": now}
+        requeued = [row.id for row in update_returning(session, t, where, values, [t.c.id])]
         enqueue_items(state, retry[0].provider, requeued)
     if exhausted:
         session.execute(

@@ -19,8 +19,10 @@ from uuid import uuid4
 import sqlalchemy as sa
 
 from ..clock import utcnow
+from ..db.dialects import is_mysql
 from ..db.models import Integration, IntegrationLog
 from ..db.statuses import HealthStatus, LogStatus
+from ..db.transactions import dialect_name, mark_row_locks
 from ..logs import append_request_ids, collect_request_ids, operation_context
 from ..providers import IncrementalSync, ScheduledSync
 from ..queue import enqueue
@@ -53,6 +55,8 @@ def start_run(state: AppState, integration_id: int, due_only: bool = False) -> I
     if not locked:
         session.rollback()
         return None
+    if is_mysql(dialect_name(session)):  # the log's foreign key check would wait on this row lock
+        mark_row_locks(session)
     lock_ttl = int(state.setting("SYNC")["lock_ttl"])
     in_flight = session.execute(
         sa.select(logs.c.id)

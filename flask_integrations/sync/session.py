@@ -133,10 +133,13 @@ def insert_items(state: AppState, rows: list[dict[str, Any]]) -> list[int]:
 
     With psycopg 3 the rows go in one COPY, their ids taken from the table's sequence first:
     several times faster than a multi-row INSERT ... RETURNING, whose SQL psycopg parses anew
-    for every batch. Elsewhere, SQLAlchemy's INSERT ... RETURNING.
+    for every batch. Elsewhere, SQLAlchemy's INSERT ... RETURNING (MariaDB has it, MySQL 8 has
+    not: there one INSERT a row, as MySQL does not promise one statement's ids are consecutive).
     """
     table = state.tables["sync_items"]
     connection = state.db.session.connection()
+    if not connection.dialect.insert_executemany_returning:
+        return [connection.execute(table.insert(), row).inserted_primary_key[0] for row in rows]
     cursor = connection.connection.cursor()
     if not callable(getattr(cursor, "copy", None)):
         cursor.close()

@@ -19,6 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from ..clock import utcnow
+from ..db.dialects import insert_unless_duplicate, is_mysql
 from ..db.statuses import WebhookStatus
 from ..redaction import clean_text, scrub
 from ..state import AppState
@@ -115,12 +116,12 @@ def store_webhook(
         if new_id is None:
             original = session.scalar(sa.select(table.c.id).where(table.c.dedup_key == key))
             duplicate_id = session.execute(
-                sa.insert(table).values({**values, "status": WebhookStatus.DUPLICATE}).returning(table.c.id)
-            ).scalar_one()
+                sa.insert(table).values({**values, "status": WebhookStatus.DUPLICATE})
+            ).inserted_primary_key[0]
             session.commit()
             return Received(id=original, duplicate=True, webhook_id=duplicate_id)
     else:
-        new_id = session.execute(sa.insert(table).values(**values).returning(table.c.id)).scalar_one()
+        new_id = session.execute(sa.insert(table).values(**values)).inserted_primary_key[0]
     session.commit()
     return Received(id=new_id, duplicate=False, webhook_id=new_id)
 
@@ -129,6 +130,8 @@ def _insert_unless_seen(session: Any, table: sa.Table, values: dict[str, Any]) -
     dialect = session.get_bind().dialect.name
     if dialect in ("postgresql", "sqlite"):
         return session.execute(_unless_seen_statement(table, dialect), values).scalar_one_or_none()
+    if is_mysql(dialect):
+        return insert_unless_duplicate(session, table, values)
     try:  # other dialects: the unique index still decides, in a savepoint
         with session.begin_nested():
             return session.execute(sa.insert(table).values(**values).returning(table.c.id)).scalar_one()

@@ -10,6 +10,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from ..clock import utcnow
+from ..db.dialects import update_returning
 from ..db.models import IntegrationWebhook
 from ..db.statuses import LogStatus, WebhookStatus
 from ..logs import operation_context
@@ -39,12 +40,9 @@ def process_webhook(webhook_id: int, attempts_seen: int | None = None) -> str | 
     conditions = [table.c.id == webhook_id, table.c.status == WebhookStatus.PENDING]
     if attempts_seen is not None:
         conditions.append(table.c.attempts == attempts_seen)
-    claimed = session.execute(
-        sa.update(table)
-        .where(*conditions)
-        .values(status=WebhookStatus.PROCESSING, attempts=table.c.attempts + 1, updated_at=utcnow())
-        .returning(table.c.attempts)
-    ).scalar_one_or_none()
+    values = {"status": WebhookStatus.PROCESSING, "attempts": table.c.attempts + 1, "updated_at": utcnow()}
+    rows = update_returning(session, table, conditions, values, [table.c.attempts])
+    claimed = rows[0].attempts if rows else None
     session.commit()
     if claimed is None:
         logger.info("flask-integrations: webhook %s is not pending (or was claimed): skipped", webhook_id)

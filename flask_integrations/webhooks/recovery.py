@@ -10,6 +10,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from ..clock import as_utc, utcnow
+from ..db.dialects import update_returning
 from ..db.statuses import WebhookStatus
 from ..state import AppState
 from .jobs import enqueue_processing, retry_delay
@@ -115,12 +116,8 @@ def replay(state: AppState, webhook_id: int) -> int:
         raise ReplayError(f"no webhook with id {webhook_id}")
     if row.status == WebhookStatus.DUPLICATE:
         raise ReplayError(f"webhook {webhook_id} is a duplicate delivery; replay the original instead")
-    attempts = session.execute(
-        sa.update(table)
-        .where(table.c.id == webhook_id)
-        .values(status=WebhookStatus.PENDING, error=None, processed_at=None, updated_at=utcnow())
-        .returning(table.c.attempts)
-    ).scalar_one()
+    values = {"status": WebhookStatus.PENDING, "error": None, "processed_at": None, "updated_at": utcnow()}
+    (attempts,) = update_returning(session, table, [table.c.id == webhook_id], values, [table.c.attempts])[0]
     enqueue_processing(state, webhook_id, attempts)
     session.commit()
     return attempts

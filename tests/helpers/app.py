@@ -20,6 +20,10 @@ POSTGRES_URL = os.environ.get(
     "INTEGRATIONS_TEST_POSTGRES_URL",
     "postgresql+psycopg://postgres:postgres@127.0.0.1:5432/integrations_test",
 )
+MYSQL_URL = os.environ.get(
+    "INTEGRATIONS_TEST_MYSQL_URL",
+    "mysql+pymysql://integrations:integrations@127.0.0.1:3306/integrations_test",
+)
 REDIS_URL = os.environ.get("INTEGRATIONS_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 REQUIRE_SERVERS = os.environ.get("INTEGRATIONS_TEST_REQUIRE_SERVERS") == "1"
 

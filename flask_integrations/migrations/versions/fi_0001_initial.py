@@ -10,7 +10,7 @@ Published by `flask integrations publish-migrations`, which sets
 
 import sqlalchemy as sa
 from alembic import op
-from sqlalchemy.dialects import postgresql
+from sqlalchemy.dialects import mysql, postgresql
 
 revision = "fi_0001"
 down_revision = None
@@ -21,10 +21,14 @@ PREFIX = "integration"
 
 BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 Json = sa.JSON(none_as_null=True).with_variant(postgresql.JSONB(none_as_null=True), "postgresql")
+# MySQL and MariaDB: DATETIME(6) holding naive UTC (plain DATETIME would drop microseconds).
+Timestamp = sa.DateTime(timezone=True).with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
+# MySQL and MariaDB: utf8mb4 whatever the database's default, compared byte for byte.
+MYSQL_TABLE = {"mysql_charset": "utf8mb4", "mysql_collate": "utf8mb4_bin"}
 
 
 def _ts(name, nullable=True):
-    return sa.Column(name, sa.DateTime(timezone=True), nullable=nullable)
+    return sa.Column(name, Timestamp, nullable=nullable)
 
 
 def _timestamps():
@@ -62,6 +66,7 @@ def upgrade():
         sa.Column("sync_cursor", Json, nullable=True),
         *_timestamps(),
         sa.PrimaryKeyConstraint("id", name=f"pk_{p}s"),
+        **MYSQL_TABLE,
     )
     op.create_index(f"ix_{p}s_provider", f"{p}s", ["provider"])
     op.create_index(f"ix_{p}s_owner", f"{p}s", ["owner_type", "owner_id"])
@@ -90,6 +95,7 @@ def upgrade():
         sa.PrimaryKeyConstraint("id", name=f"pk_{p}_requests"),
         # Ids handed out ahead of their rows come from sqlite_sequence (pipeline/rows.py).
         sqlite_autoincrement=True,
+        **MYSQL_TABLE,
     )
     op.create_index(
         f"ix_{p}_req_int_created",
@@ -122,6 +128,7 @@ def upgrade():
         ),
         *_timestamps(),
         sa.PrimaryKeyConstraint("id", name=f"pk_{p}_logs"),
+        **MYSQL_TABLE,
     )
     op.create_index(f"ix_{p}_log_int_created", f"{p}_logs", ["integration_id", "created_at"])
     op.create_index(f"ix_{p}_log_int_op_status", f"{p}_logs", ["integration_id", "operation", "status"])
@@ -138,6 +145,7 @@ def upgrade():
         *_timestamps(),
         sa.PrimaryKeyConstraint("id", name=f"pk_{p}_mappings"),
         sa.UniqueConstraint("integration_id", "external_id", "internal_type", name=f"uq_{p}_map_external"),
+        **MYSQL_TABLE,
     )
     op.create_index(
         f"ix_{p}_map_internal", f"{p}_mappings", ["integration_id", "internal_type", "internal_id"]
@@ -151,6 +159,7 @@ def upgrade():
         *_timestamps(),
         sa.PrimaryKeyConstraint("id", name=f"pk_{p}_idempotency_keys"),
         sa.UniqueConstraint("integration_id", "key", name=f"uq_{p}_idem_key"),
+        **MYSQL_TABLE,
     )
     op.create_index(f"ix_{p}_idem_created", f"{p}_idempotency_keys", ["created_at"])
 
@@ -175,6 +184,7 @@ def upgrade():
         _ts("completed_at"),
         *_timestamps(),
         sa.PrimaryKeyConstraint("id", name=f"pk_{p}_sync_items"),
+        **MYSQL_TABLE,
     )
     op.create_index(f"ix_{p}_item_int_status", f"{p}_sync_items", ["integration_id", "status"])
     op.create_index(f"ix_{p}_item_int_created", f"{p}_sync_items", ["integration_id", "created_at"])
@@ -199,6 +209,7 @@ def upgrade():
         *_timestamps(),
         sa.PrimaryKeyConstraint("id", name=f"pk_{p}_webhooks"),
         sa.UniqueConstraint("dedup_key", name=f"uq_{p}_wh_dedup"),
+        **MYSQL_TABLE,
     )
     op.create_index(f"ix_{p}_wh_status_updated", f"{p}_webhooks", ["status", "updated_at"])
     op.create_index(f"ix_{p}_wh_int_created", f"{p}_webhooks", ["integration_id", "created_at"])

@@ -14,6 +14,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from ...db.dialects import is_mysql
 from ...db.models import Integration, IntegrationLog, IntegrationRequest
 from ...db.transactions import dialect_name
 from ...health.figures import failed
@@ -89,8 +90,11 @@ class HourBucket:
 
 def _hour_key(state: AppState, column: Any) -> Any:
     """'YYYY-MM-DD HH' of a UTC timestamp column, in SQL."""
-    if dialect_name(state.db.session) == "postgresql":
+    dialect = dialect_name(state.db.session)
+    if dialect == "postgresql":
         return sa.func.to_char(sa.func.timezone("UTC", column), "YYYY-MM-DD HH24")
+    if is_mysql(dialect):  # DATETIME(6) holding UTC
+        return sa.func.date_format(column, "%Y-%m-%d %H")
     return sa.func.strftime("%Y-%m-%d %H", column)
 
 
