@@ -16,6 +16,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -586,27 +587,27 @@ def test_fi_0004_adds_the_keys_request_id_and_its_downgrade_keeps_the_keys(make_
                 ),
                 now,
             )
+            keys_table = sa.Table("integration_idempotency_keys", sa.MetaData(), autoload_with=connection)
+            when = datetime(2026, 12, 1)
             connection.execute(
-                sa.text(
-                    "INSERT INTO integration_idempotency_keys (integration_id, key, created_at, updated_at) "
-                    "VALUES (1, 'charge-1', :t, :t)"
-                ),
-                now,
+                sa.insert(keys_table).values(
+                    integration_id=1, key="charge-1", created_at=when, updated_at=when
+                )
             )
 
         app.flask("db", "upgrade")
         assert current_revision(app) == [HEAD]
         assert app.schema_diff() == ""
         with engine.begin() as connection:
-            keys = connection.execute(
-                sa.text("SELECT key, request_id FROM integration_idempotency_keys")
-            ).all()
+            keys_table = sa.Table("integration_idempotency_keys", sa.MetaData(), autoload_with=connection)
+            keys = connection.execute(sa.select(keys_table.c.key, keys_table.c.request_id)).all()
         assert keys == [("charge-1", None)]
 
         app.flask("db", "downgrade", "fi_0003")
         assert "request_id" not in schema(app)["integration_idempotency_keys"]["columns"]
         with engine.begin() as connection:
-            assert connection.scalar(sa.text("SELECT key FROM integration_idempotency_keys")) == "charge-1"
+            keys_table = sa.Table("integration_idempotency_keys", sa.MetaData(), autoload_with=connection)
+            assert connection.scalar(sa.select(keys_table.c.key)) == "charge-1"  # `key` is reserved in MySQL
         if dialect_of(app) == "sqlite":
             assert schema(app)["integration_idempotency_keys"]["sqlite_autoincrement"]
     finally:
