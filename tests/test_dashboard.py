@@ -1061,6 +1061,7 @@ def test_the_queues_page_reads_rq_queues_and_workers(app_factory, redis_url, tmp
     import subprocess
     import sys
     import time
+    import uuid
 
     import redis
 
@@ -1078,33 +1079,24 @@ def test_the_queues_page_reads_rq_queues_and_workers(app_factory, redis_url, tmp
     row = row_of(page, "data-queue", "integrations")
     assert cell(row, "queued") == "2" and "waiting" in cell(row, "oldest")
     assert "No worker is listening on these queues" in page
+    name = f"page-test-worker-{uuid.uuid4().hex[:8]}"
     worker = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "rq.cli",
-            "worker",
-            "integrations",
-            "--url",
-            redis_url,
-            "--name",
-            "page-test-worker",
-        ],
+        [sys.executable, "-m", "rq.cli", "worker", "integrations", "--url", redis_url, "--name", name],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
     )
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 90  # a loaded machine starts a worker slowly
         while time.monotonic() < deadline:
             page = html(client.get(f"{DASH}/queues"))
             if (
-                'data-worker="page-test-worker"' in page
+                f'data-worker="{name}"' in page
                 and cell(row_of(page, "data-queue", "integrations"), "queued") == "0"
             ):
                 break
             time.sleep(0.3)
-        worker_row = row_of(page, "data-worker", "page-test-worker")
+        worker_row = row_of(page, "data-worker", name)
         assert cell(worker_row, "state") in ("idle", "busy")
         assert cell(row_of(page, "data-queue", "integrations"), "queued") == "0"
     finally:

@@ -144,13 +144,9 @@ def build_tables(metadata: sa.MetaData, prefix: str) -> dict[str, sa.Table]:
         sa.Column("failure_class", sa.String(255), nullable=True),
         *_timestamps(),
         sa.PrimaryKeyConstraint("id", name=f"pk_{p}_requests"),
-        # Covers the dashboard's and the CLI's figures (health/figures.py) on PostgreSQL.
-        sa.Index(
-            f"ix_{p}_req_int_created",
-            "integration_id",
-            "created_at",
-            postgresql_include=list(REQUEST_FIGURE_COLUMNS),
-        ),
+        # Covers the dashboard's and the CLI's figures (health/figures.py) on every database: the
+        # figure columns are part of the key, as MySQL and SQLite have no INCLUDE (fi_0005).
+        sa.Index(f"ix_{p}_req_int_figures", "integration_id", "created_at", *REQUEST_FIGURE_COLUMNS),
         sa.Index(f"ix_{p}_req_created", "created_at"),
         sa.Index(f"ix_{p}_req_related", "related_type", "related_id"),
         sa.Index(f"ix_{p}_req_idem", "integration_id", "idempotency_key"),

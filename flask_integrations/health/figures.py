@@ -10,8 +10,8 @@ number of integrations.
 A failed attempt is one with a failure class or an HTTP error status. The
 pipeline classifies every failure it records (an error text always comes with
 a class), so the counts and percentiles read only columns that the index
-``ix_{p}_req_int_created`` carries (it covers `duration_ms`, `status_code` and
-`failure_class` on PostgreSQL).
+``ix_{p}_req_int_figures`` carries (`duration_ms`, `status_code` and `failure_class` are
+in its key after `integration_id` and `created_at`, on every database).
 """
 
 from __future__ import annotations
