@@ -447,7 +447,8 @@ def test_sync_now_disable_enable_and_health_check_from_the_integration_page(page
     expect(page.locator("#sync-cursor")).to_have_text("none")
 
     submit(page, action_button(page, site.hooli, "sync-now"), r"sync run #\d+ of .Hooli shop. started")
-    reload_until(page, page.locator("#sync-cursor"), "5")  # the run goes on after the response
+    # the run goes on after the response, in the server's thread (a loaded CI machine is slow)
+    reload_until(page, page.locator("#sync-cursor"), "5", timeout=30.0)
     expect(page.locator("#sync-runs")).to_contain_text("5 success")
 
     submit(page, action_button(page, site.hooli, "disable"), "disabled")

@@ -33,6 +33,7 @@ from ..errors import ConfigurationError, StoreUnavailable
 from ..parsing import parse_number
 from ..providers.limits import limits_of, parse_limit
 from ..state import AppState
+from .writer import NO_BARRIER
 
 logger = logging.getLogger("flask_integrations")
 
@@ -222,8 +223,8 @@ def _read_logs(state: AppState, integration_ids: list[int]) -> dict[int, dict[st
         )
         .order_by(logs.c.id.desc())
     )
-    with state.engine().connect() as connection:
-        rows = connection.execute(query).all()
+    with state.engine().connect() as connection:  # override logs, never request rows: no waiting
+        rows = connection.execution_options(**{NO_BARRIER: True}).execute(query).all()
     entries: dict[int, dict[str, Any]] = {}
     ended: set[int] = set()
     for integration_id, metadata in rows:

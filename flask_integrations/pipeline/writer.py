@@ -63,6 +63,8 @@ QUEUE_MAX = 10_000
 IDLE_EXIT = 30.0
 #: How long a thread waits for its rows before it gives up and goes on (the rows stay queued).
 WAIT_TIMEOUT = 10.0
+#: Execution option of a connection whose reads need not wait for this thread's request rows.
+NO_BARRIER = "flask_integrations_no_read_barrier"
 #: Seconds a batch is tried again while SQLite says the database is locked.
 LOCK_PATIENCE = 60.0
 
@@ -119,6 +121,8 @@ class RowWriter:
     def _read_barrier(self, connection: sa.Connection, cursor: Any, *_: Any) -> None:
         if self.sqlite and cursor.connection.in_transaction:
             return  # this connection may hold the write lock the writer needs; see the module's docstring
+        if connection.get_execution_options().get(NO_BARRIER):
+            return  # a read that never looks at request rows (the overrides)
         self.wait_for_thread()
 
     # -- callers ---------------------------------------------------------------------------
