@@ -29,6 +29,7 @@ from ..db.statuses import BreakerState, Direction, HealthStatus
 from ..db.transactions import run_detached
 from ..pipeline import breaker
 from ..state import AppState, current_state
+from .figures import failed
 
 logger = logging.getLogger("flask_integrations")
 
@@ -101,15 +102,11 @@ def _streak_start(state: AppState, connection: sa.Connection, integration_id: in
     requests = state.tables["requests"]
     last_success = connection.execute(
         sa.select(requests.c.created_at)
-        .where(requests.c.integration_id == integration_id, requests.c.created_at <= now, ~_failed(requests))
+        .where(requests.c.integration_id == integration_id, requests.c.created_at <= now, ~failed(requests))
         .order_by(requests.c.created_at.desc())
         .limit(1)
     ).scalar()
     return as_utc(last_success or EPOCH).isoformat()  # never a success: every failure counts
-
-
-def _failed(requests: sa.Table) -> Any:
-    return sa.or_(requests.c.failure_class.is_not(None), requests.c.status_code >= 400)
 
 
 def _guarded(state: AppState, work: Any) -> None:
@@ -161,16 +158,18 @@ def _close_log(state: AppState, connection: sa.Connection, integration_id: int) 
 def episode_figures(state: AppState, connection: Any, integration_id: int, since: datetime) -> dict[str, Any]:
     """Failed attempts by class and the first and last error among the request rows after `since`."""
     requests = state.tables["requests"]
-    failed = sa.and_(
-        requests.c.integration_id == integration_id, requests.c.created_at > since, _failed(requests)
+    in_episode = sa.and_(
+        requests.c.integration_id == integration_id, requests.c.created_at > since, failed(requests)
     )
     counts = connection.execute(
-        sa.select(requests.c.failure_class, sa.func.count()).where(failed).group_by(requests.c.failure_class)
+        sa.select(requests.c.failure_class, sa.func.count())
+        .where(in_episode)
+        .group_by(requests.c.failure_class)
     ).all()
 
     def error_at(order: Any) -> str | None:
         found = connection.execute(
-            sa.select(requests.c.status_code, requests.c.error).where(failed).order_by(order).limit(1)
+            sa.select(requests.c.status_code, requests.c.error).where(in_episode).order_by(order).limit(1)
         ).first()
         if found is None:
             return None

@@ -45,17 +45,10 @@ def webhook_duplicates(state: AppState, webhook: Any) -> list[Any]:
     if not webhook.delivery_id or webhook.status == WebhookStatus.DUPLICATE:
         return []
     t = state.tables["webhooks"]
-    same_integration = (
-        t.c.integration_id.is_(None)
-        if webhook.integration_id is None
-        else t.c.integration_id == webhook.integration_id
-    )
     return state.db.session.execute(
         sa.select(t.c.id, t.c.created_at)
         .where(
-            same_integration,
-            t.c.provider == webhook.provider,
-            t.c.delivery_id == webhook.delivery_id,
+            *_same_delivery(t, webhook),
             t.c.status == WebhookStatus.DUPLICATE,
             t.c.id != webhook.id,
         )
@@ -69,17 +62,10 @@ def original_of(state: AppState, webhook: Any) -> int | None:
     if webhook.status != WebhookStatus.DUPLICATE or not webhook.delivery_id:
         return None
     t = state.tables["webhooks"]
-    same_integration = (
-        t.c.integration_id.is_(None)
-        if webhook.integration_id is None
-        else t.c.integration_id == webhook.integration_id
-    )
     return state.db.session.scalar(
         sa.select(t.c.id)
         .where(
-            same_integration,
-            t.c.provider == webhook.provider,
-            t.c.delivery_id == webhook.delivery_id,
+            *_same_delivery(t, webhook),
             t.c.status != WebhookStatus.DUPLICATE,
         )
         .order_by(t.c.id)
@@ -126,3 +112,13 @@ def sync_run(state: AppState, log_id: int, status: str | None) -> RunPage | None
         query = query.where(items.c.status == status)
     rows = state.db.session.execute(query.order_by(items.c.id).limit(ITEMS_SHOWN)).all()
     return RunPage(log, counts, rows, status)
+
+
+def _same_delivery(t: sa.Table, webhook: Any) -> list[Any]:
+    """The rows of the same provider, integration and delivery id as `webhook`."""
+    same_integration = (
+        t.c.integration_id.is_(None)
+        if webhook.integration_id is None
+        else t.c.integration_id == webhook.integration_id
+    )
+    return [same_integration, t.c.provider == webhook.provider, t.c.delivery_id == webhook.delivery_id]
