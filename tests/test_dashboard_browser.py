@@ -284,7 +284,7 @@ def action_button(page: Any, integration_id: int, action: str) -> Any:
     return form.locator('button[type="submit"]')
 
 
-def reload_until(page: Any, locator: Any, text: str, timeout: float = 10.0) -> str:
+def reload_until(page: Any, locator: Any, text: str, timeout: float = 30.0) -> str:
     """Reload until `locator` reads `text` (embedded jobs run after the response).
 
     Returns the text seen before the first reload."""
@@ -448,7 +448,7 @@ def test_sync_now_disable_enable_and_health_check_from_the_integration_page(page
 
     submit(page, action_button(page, site.hooli, "sync-now"), r"sync run #\d+ of .Hooli shop. started")
     # the run goes on after the response, in the server's thread (a loaded CI machine is slow)
-    reload_until(page, page.locator("#sync-cursor"), "5", timeout=30.0)
+    reload_until(page, page.locator("#sync-cursor"), "5")
     expect(page.locator("#sync-runs")).to_contain_text("5 success")
 
     submit(page, action_button(page, site.hooli, "disable"), "disabled")
