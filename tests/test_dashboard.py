@@ -380,6 +380,26 @@ def test_request_log_is_paginated(client, tickets):
     assert f'href="/integrations/dashboard/integrations/{tickets.id}?page=2#requests"' in first
 
 
+def test_request_log_pages_keep_an_endpoint_filter(client, tickets):
+    """`endpoint` is also url_for's own argument name: the page links are built without it."""
+    add_requests(tickets.id, *({"endpoint": f"orders/{n}", "hours_ago": n / 100} for n in range(55)))
+    first = html(client.get(f"{DASH}/integrations/{tickets.id}?endpoint=orders"))
+    assert (
+        f'href="/integrations/dashboard/integrations/{tickets.id}?endpoint=orders&amp;page=2#requests"'
+        in first
+    )
+
+
+def test_a_gets_data_is_shown_as_its_query_parameters(client, tickets):
+    add_requests(tickets.id, {"method": "GET", "request_data": '{"since": 5}'})
+    add_requests(tickets.id, {"method": "POST", "request_data": '{"subject": "Printer"}'})
+    get_id, post_id = sorted(db.session.scalars(sa.select(current_state().tables["requests"].c.id)))
+
+    assert "<h2>Query parameters</h2>" in html(client.get(f"{DASH}/requests/{get_id}"))
+    post_page = html(client.get(f"{DASH}/requests/{post_id}"))
+    assert "<h2>Request body</h2>" in post_page and "Query parameters" not in post_page
+
+
 def test_request_detail_shows_every_field_and_the_stored_bodies(client, tickets):
     add_requests(tickets.id, {"endpoint": "tickets.create", "method": "POST"})
     first_id = db.session.scalar(sa.select(sa.func.max(current_state().tables["requests"].c.id)))

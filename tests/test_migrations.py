@@ -370,7 +370,7 @@ def assert_integration_schema(tables: dict[str, dict], p: str, dialect: str) -> 
 
 
 #: The last revision the package ships.
-HEAD = "fi_0005"
+HEAD = "fi_0006"
 
 
 def dialect_of(app: UserApp) -> str:
@@ -389,12 +389,14 @@ def test_fresh_app_publish_and_upgrade_create_the_schema_the_models_describe(mak
     assert "revision fi_0003, revises fi_0002" in published.stdout
     assert "revision fi_0004, revises fi_0003" in published.stdout
     assert "revision fi_0005, revises fi_0004" in published.stdout
+    assert "revision fi_0006, revises fi_0005" in published.stdout
     assert list(app.version_files()) == [
         "fi_0001_initial.py",
         "fi_0002_sqlite_autoincrement.py",
         "fi_0003_sync_item_external_ids.py",
         "fi_0004_idempotency_responses.py",
         "fi_0005_covering_figures_index.py",
+        "fi_0006_requests_explorer_indexes.py",
     ]
     app.flask("db", "upgrade")
 
@@ -420,6 +422,7 @@ def test_publish_chains_onto_the_apps_head_once(make_app) -> None:
     assert script.get_revision("fi_0003").down_revision == "fi_0002"
     assert script.get_revision("fi_0004").down_revision == "fi_0003"
     assert script.get_revision("fi_0005").down_revision == "fi_0004"
+    assert script.get_revision("fi_0006").down_revision == "fi_0005"
 
     before = app.version_files()
     again = app.flask("integrations", "publish-migrations")

@@ -28,7 +28,7 @@ import sqlalchemy as sa
 from ..db.statuses import FailureClass
 from ..state import AppState
 
-__all__ = ["Figures", "failed", "request_figures", "top_errors"]
+__all__ = ["Figures", "continuous_percentile", "failed", "request_figures", "top_errors"]
 
 #: The percentiles reported, as fractions.
 P50, P95 = 0.5, 0.95
@@ -156,6 +156,11 @@ def _ranked_neighbours(session: Any, t: sa.Table, where: list[Any]) -> dict[int,
     for integration_id, rank, duration in session.execute(query).all():
         found[integration_id][int(rank)] = float(duration)
     return found
+
+
+def continuous_percentile(ordered: list[float], fraction: float) -> float | None:
+    """The `fraction` percentile of ascending `ordered` values, interpolated as percentile_cont does."""
+    return _interpolate(dict(enumerate(ordered)), len(ordered), fraction) if ordered else None
 
 
 def _interpolate(values: dict[int, float], count: int, fraction: float) -> float | None:

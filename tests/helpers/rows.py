@@ -49,6 +49,8 @@ def add_requests(integration_id: int, *rows: dict[str, Any]) -> None:
                 **row,
             }
         )
+    columns = {name for value in values for name in value}  # one statement: every row names every column
+    values = [{name: value.get(name) for name in columns} for value in values]
     db.session.execute(sa.insert(current_state().tables["requests"]), values)
     db.session.commit()
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 from flask import Blueprint, Flask, Response, abort, redirect, render_template, request, url_for
 from werkzeug.exceptions import HTTPException
@@ -109,7 +109,9 @@ def url_with(**changes: Any) -> str:
     args = request.args.to_dict()
     args.update(changes)
     kept = {k: v for k, v in args.items() if v is not None and v != ""}
-    return url_for(request.endpoint or ".overview", **(request.view_args or {}), **kept)
+    # the query is encoded here: an argument may be named like url_for's own ("endpoint")
+    path = url_for(request.endpoint or ".overview", **(request.view_args or {}))
+    return f"{path}?{urlencode(kept)}" if kept else path
 
 
 INVALID_FILTERS = "flask_integrations.invalid_filters"

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
+
 from flask import render_template, request
 
-from ...clock import utcnow
+from ...clock import as_utc, utcnow
 from ...db.models import Integration
 from ...db.statuses import FailureClass, HealthStatus, ItemStatus, WebhookStatus
 from ...db.tables import MAX_ID
@@ -14,7 +16,7 @@ from ...providers import HasHealthCheck, IncrementalSync, ScheduledSync
 from ...state import current_state
 from ...sync.staleness import stale_since
 from ...webhooks import refusals
-from . import details, queries, queues
+from . import details, explorer, queries, queues
 from .blueprint import blueprint, found, page_number, report_invalid
 from .chart import build_chart
 from .formatting import MASK, Scrubber, credential_names, pretty_body, pretty_json
@@ -25,6 +27,16 @@ RECEIVED_STATUSES = tuple(WebhookStatus)
 FAILED = ItemStatus.FAILED
 ITEM_STATUSES = (FAILED, ItemStatus.PENDING, ItemStatus.PROCESSING, ItemStatus.SUCCESS, ItemStatus.SKIPPED)
 ALL = "all"
+#: The explorer's time windows; `from`/`to` replace the window when given.
+EXPLORER_WINDOWS = {
+    "1h": timedelta(hours=1),
+    "24h": timedelta(hours=24),
+    "7d": timedelta(days=7),
+    "30d": timedelta(days=30),
+}
+DEFAULT_EXPLORER_WINDOW = "24h"
+#: The longest duration filter taken, in milliseconds (a day).
+MAX_DURATION_MS = 86_400_000
 
 
 def _template(name: str) -> str:
@@ -41,25 +53,21 @@ def _choice(name: str, allowed: tuple[str, ...] | list[str], default: str | None
     return default
 
 
-def _integer(name: str) -> int | None:
+def _integer(name: str, expected: str = "an id") -> int | None:
     value = request.args.get(name, "")
     number = parse_int(value, maximum=MAX_ID) or None
     if value and number is None:
-        report_invalid(name, value, "an id")
+        report_invalid(name, value, expected)
     return number
 
 
 def _status_filter() -> str:
     """The request log's status filter: a code (404), a class (5xx) or none; else reported."""
     value = request.args.get("status", "").strip()
-    lowered = value.lower()
-    code = parse_int(lowered) if len(lowered) == 3 else None
-    if not value or lowered == "none" or (code is not None and 100 <= code <= 599):
-        return value
-    if len(lowered) == 3 and lowered[0] in "12345" and lowered[1:] == "xx":
-        return value
-    report_invalid("status", value, "a status code such as 404, a class such as 5xx, or none")
-    return ""
+    if value and queries.status_range(value) is None:
+        report_invalid("status", value, "a status code such as 404, a class such as 5xx, or none")
+        return ""
+    return value
 
 
 @blueprint.get("/")
@@ -128,6 +136,81 @@ def request_detail(request_id: int) -> str:
         response_body=scrub(pretty_body(row.response_data)),
         scrub=scrub,
     )
+
+
+@blueprint.get("/requests")
+def requests_explorer() -> str:
+    state = current_state()
+    providers = sorted(state.providers)
+    filters, window = _explorer_filters(providers)
+    before, after = _integer("before", "a request id"), _integer("after", "a request id")
+    page = explorer.page(state, filters, before, after)
+    if page is None:
+        report_invalid("before" if before else "after", str(before or after), "the id of a stored request")
+        page = explorer.page(state, filters)
+    return render_template(
+        _template("requests"),
+        page=page,
+        figures=explorer.figures(state, filters, page),
+        filters=filters,
+        window=window,
+        windows=tuple(EXPLORER_WINDOWS),
+        providers=providers,
+        failure_classes=FAILURE_CLASSES,
+        count_limit=explorer.COUNT_LIMIT,
+        sample_rows=explorer.SAMPLE_ROWS,
+        paged=bool(before or after),
+    )
+
+
+def _explorer_filters(providers: list[str]) -> tuple[explorer.ExplorerFilters, str | None]:
+    """The explorer's filters from the query string, each invalid one reported and left out,
+    and the window they cover (None when `from`/`to` replace it)."""
+    since, until = _moment("from"), _moment("to", end_of_day=True)
+    window = None
+    if since is None and until is None:
+        window = (
+            _choice("window", tuple(EXPLORER_WINDOWS), DEFAULT_EXPLORER_WINDOW) or DEFAULT_EXPLORER_WINDOW
+        )
+        since = utcnow() - EXPLORER_WINDOWS[window]
+    duration = request.args.get("min_duration", "").strip()
+    min_duration = parse_int(duration, maximum=MAX_DURATION_MS)
+    if duration and min_duration is None:
+        report_invalid("min_duration", duration, "a number of milliseconds")
+    filters = explorer.ExplorerFilters(
+        since=since,
+        until=until,
+        provider=_choice("provider", providers),
+        integration_id=_integer("integration"),
+        endpoint=_text("endpoint"),
+        method=_text("method"),
+        status=_status_filter(),
+        failure_class=_choice("failure_class", [*FAILURE_CLASSES, "none", "any"], "") or "",
+        min_duration=min_duration,
+        provider_request_id=_text("provider_request_id"),
+    )
+    return filters, window
+
+
+def _text(name: str) -> str:
+    """A free-text filter, without NUL (PostgreSQL refuses it) and surrounding blanks."""
+    return request.args.get(name, "").replace("\x00", "").strip()
+
+
+def _moment(name: str, end_of_day: bool = False) -> datetime | None:
+    """An ISO date or date-time argument in UTC (naive means UTC); a date alone is its day's start
+    (with `end_of_day`, the next day's start, so that `to=2026-12-05` takes in the whole day)."""
+    value = request.args.get(name, "").strip()
+    if not value:
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        report_invalid(name, value, "a date or a date and time, such as 2026-12-01 or 2026-12-01T14:30")
+        return None
+    if end_of_day and len(value) == len("2026-12-01"):
+        moment += timedelta(days=1)
+    return as_utc(moment)
 
 
 @blueprint.get("/webhooks")

@@ -117,32 +117,67 @@ def activity(state: AppState, integration_id: int, now: datetime) -> list[HourBu
     return buckets
 
 
+#: What a status filter of "none" stands for: attempts without an HTTP status (connection errors).
+NO_STATUS = (0, 0)
+
+
+def status_range(value: str) -> tuple[int, int] | None:
+    """A status filter as [low, high): '404' → (404, 405), '5xx' → (500, 600), 'none' → `NO_STATUS`.
+
+    None when `value` is none of these (the pages report it).
+    """
+    status = value.strip().lower()
+    if status == "none":
+        return NO_STATUS
+    if len(status) == 3 and status[0] in "12345" and status[1:] == "xx":
+        low = int(status[0]) * 100
+        return low, low + 100
+    code = parse_int(status) if len(status) == 3 else None
+    if code is not None and 100 <= code <= 599:
+        return code, code + 1
+    return None
+
+
+def status_condition(t: sa.Table, value: str) -> Any | None:
+    """The SQL condition of a status filter (see `status_range`); None for a blank or invalid one."""
+    bounds = status_range(value) if value else None
+    if bounds is None:
+        return None
+    if bounds == NO_STATUS:
+        return t.c.status_code.is_(None)
+    low, high = bounds
+    return (
+        t.c.status_code == low if high == low + 1 else sa.and_(t.c.status_code >= low, t.c.status_code < high)
+    )
+
+
+def endpoint_prefix(t: sa.Table, prefix: str) -> Any:
+    """Endpoints starting with `prefix` (LIKE with its wildcards escaped)."""
+    escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return t.c.endpoint.like(escaped + "%", escape="\\")
+
+
+def failure_condition(t: sa.Table, value: str) -> Any | None:
+    """A failure class, "none" (successful attempts) or "any" (every failed one); None when blank."""
+    if value == "none":  # the pipeline classifies every failure it records
+        return t.c.failure_class.is_(None)
+    if value == "any":
+        return failed(t)
+    return t.c.failure_class == value if value else None
+
+
 @dataclass
 class RequestFilters:
     """The request log's filters, from the query string; blank means any."""
 
     endpoint: str = ""
     status: str = ""  # a code ("404"), a class ("4xx") or "none" (no status: connection errors)
-    failure: str = ""  # a failure class, or "none" for successful attempts
+    failure: str = ""  # a failure class, "none" for successful attempts, "any" for failed ones
 
     def conditions(self, t: sa.Table) -> list[Any]:
-        where = []
-        if self.endpoint:
-            escaped = self.endpoint.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-            where.append(t.c.endpoint.like(escaped + "%", escape="\\"))
-        status = self.status.strip().lower()
-        if status == "none":
-            where.append(t.c.status_code.is_(None))
-        elif len(status) == 3 and status[0] in "12345" and status[1:] == "xx":
-            low = int(status[0]) * 100
-            where.append(sa.and_(t.c.status_code >= low, t.c.status_code < low + 100))
-        elif len(status) == 3 and parse_int(status) is not None:
-            where.append(t.c.status_code == parse_int(status))
-        if self.failure == "none":
-            where.append(t.c.failure_class.is_(None))
-        elif self.failure:
-            where.append(t.c.failure_class == self.failure)
-        return where
+        where = [endpoint_prefix(t, self.endpoint)] if self.endpoint else []
+        optional = (status_condition(t, self.status), failure_condition(t, self.failure))
+        return where + [c for c in optional if c is not None]
 
 
 def request_log(state: AppState, integration_id: int, filters: RequestFilters, number: int) -> Page:
