@@ -380,6 +380,13 @@ def test_request_log_is_paginated(client, tickets):
     assert f'href="/integrations/dashboard/integrations/{tickets.id}?page=2#requests"' in first
 
 
+def test_the_next_page_link_keeps_an_endpoint_filter(client, tickets):
+    """Regression: `?endpoint=` reached `url_for` as its own `endpoint` parameter (a TypeError, a 500)."""
+    add_requests(tickets.id, *({"endpoint": "tickets.list"} for _ in range(60)))
+    page = html(client.get(f"{DASH}/integrations/{tickets.id}?endpoint=tickets"))
+    assert f'href="{DASH}/integrations/{tickets.id}?endpoint=tickets&amp;page=2#requests"' in page
+
+
 def test_request_detail_shows_every_field_and_the_stored_bodies(client, tickets):
     add_requests(tickets.id, {"endpoint": "tickets.create", "method": "POST"})
     first_id = db.session.scalar(sa.select(sa.func.max(current_state().tables["requests"].c.id)))

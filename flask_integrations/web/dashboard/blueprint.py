@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 from flask import Blueprint, Flask, Response, abort, redirect, render_template, request, url_for
 from werkzeug.exceptions import HTTPException
@@ -105,11 +105,16 @@ def here() -> str:
 
 
 def url_with(**changes: Any) -> str:
-    """This page's URL with some query arguments changed (None or '' removes one)."""
+    """This page's URL with some query arguments changed (None or '' removes one).
+
+    The query is encoded here, not by `url_for`, whose own parameters (`endpoint`, `_anchor`, ...)
+    would otherwise take the request log's `?endpoint=` filter and its like.
+    """
     args = request.args.to_dict()
     args.update(changes)
     kept = {k: v for k, v in args.items() if v is not None and v != ""}
-    return url_for(request.endpoint or ".overview", **(request.view_args or {}), **kept)
+    path = url_for(request.endpoint or ".overview", **(request.view_args or {}))
+    return f"{path}?{urlencode(kept)}" if kept else path
 
 
 INVALID_FILTERS = "flask_integrations.invalid_filters"
