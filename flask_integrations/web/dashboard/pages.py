@@ -18,6 +18,7 @@ from . import details, queries, queues
 from .blueprint import blueprint, found, page_number, report_invalid
 from .chart import build_chart
 from .formatting import MASK, Scrubber, credential_names, pretty_body, pretty_json
+from .windows import DEFAULT_WINDOW, WINDOWS, Window
 
 HEALTH_STATUSES = tuple(HealthStatus)
 FAILURE_CLASSES = tuple(FailureClass)
@@ -49,6 +50,20 @@ def _integer(name: str) -> int | None:
     return number
 
 
+def _window() -> Window:
+    """The `window` argument's window (`1h`, `24h`, `7d`); the default 24 h when absent or reported."""
+    return WINDOWS[_choice("window", tuple(WINDOWS)) or DEFAULT_WINDOW.name]
+
+
+def _window_template_args(window: Window) -> dict[str, object]:
+    """What the pages' window selector and their links (which keep a chosen window) need."""
+    return {
+        "window": window,
+        "windows": tuple(WINDOWS.values()),
+        "window_arg": None if window == DEFAULT_WINDOW else window.name,
+    }
+
+
 def _status_filter() -> str:
     """The request log's status filter: a code (404), a class (5xx) or none; else reported."""
     value = request.args.get("status", "").strip()
@@ -67,7 +82,8 @@ def overview() -> str:
     state = current_state()
     providers = sorted(state.providers)
     provider, health = _choice("provider", providers), _choice("health", HEALTH_STATUSES)
-    page = queries.overview(state, provider, health, page_number(), utcnow())
+    window = _window()
+    page = queries.overview(state, provider, health, page_number(), utcnow(), window)
     return render_template(
         _template("overview"),
         page=page,
@@ -75,6 +91,7 @@ def overview() -> str:
         health_statuses=HEALTH_STATUSES,
         provider=provider,
         health=health,
+        **_window_template_args(window),
     )
 
 
@@ -88,6 +105,7 @@ def integration(integration_id: int) -> str:
         status=_status_filter(),
         failure=_choice("failure", [*FAILURE_CLASSES, "none"], ""),
     )
+    window = _window()
     return render_template(
         _template("integration"),
         integration=found_integration,
@@ -98,11 +116,11 @@ def integration(integration_id: int) -> str:
         overrides=found_integration.overrides(),
         stale_since=stale_since(found_integration, state),
         incidents=incidents.incidents(state, integration_id),
-        summary=found_integration.failure_summary(hours=24),
+        summary=found_integration.failure_summary(hours=window.hours),
         credentials=credential_names(found_integration),
         mask=MASK,
         metadata=pretty_json(found_integration.metadata),
-        chart=build_chart(queries.activity(state, integration_id, utcnow())),
+        chart=build_chart(queries.activity(state, integration_id, utcnow(), window), window),
         requests=queries.request_log(state, integration_id, filters, page_number()),
         filters=filters,
         failure_classes=FAILURE_CLASSES,
@@ -111,6 +129,7 @@ def integration(integration_id: int) -> str:
         runs=queries.sync_runs(state, integration_id),
         mappings=queries.mappings_count(state, integration_id),
         scrub=Scrubber(found_integration),
+        **_window_template_args(window),
     )
 
 
