@@ -257,7 +257,7 @@ def test_figures_of_the_filtered_rows(client, tickets, loose) -> None:
     assert figure(none, "count") == "0"
     assert figure(none, "error-rate") == "—"
     assert figure(none, "p50") == "—"
-    assert "No requests match these filters over the last 24h." in none
+    assert "No requests match these filters over the last 24 hours." in none
 
 
 def test_figures_stop_counting_at_the_limit_and_say_so(client, tickets, monkeypatch) -> None:

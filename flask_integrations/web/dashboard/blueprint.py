@@ -105,11 +105,14 @@ def here() -> str:
 
 
 def url_with(**changes: Any) -> str:
-    """This page's URL with some query arguments changed (None or '' removes one)."""
+    """This page's URL with some query arguments changed (None or '' removes one).
+
+    The query is encoded here, not by `url_for`, whose own parameters (`endpoint`, `_anchor`, ...)
+    would otherwise take the request log's `?endpoint=` filter and its like.
+    """
     args = request.args.to_dict()
     args.update(changes)
     kept = {k: v for k, v in args.items() if v is not None and v != ""}
-    # the query is encoded here: an argument may be named like url_for's own ("endpoint")
     path = url_for(request.endpoint or ".overview", **(request.view_args or {}))
     return f"{path}?{urlencode(kept)}" if kept else path
 

@@ -1,11 +1,11 @@
-"""Geometry of the activity chart: requests and errors per hour, drawn as inline SVG by a template."""
+"""Geometry of the activity chart: requests and errors per bar of a window, drawn as inline SVG."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import timedelta
 
-from .queries import HourBucket
+from .queries import Bucket
+from .windows import DEFAULT_WINDOW, Window
 
 WIDTH, HEIGHT = 720, 200
 LEFT, RIGHT, TOP, BOTTOM = 44, 8, 12, 26
@@ -42,6 +42,7 @@ class Chart:
     x_ticks: list[Tick] = field(default_factory=list)
     requests: int = 0
     errors: int = 0
+    window: Window = DEFAULT_WINDOW  # what the bars divide, for the chart's wording
 
 
 def nice_ceiling(value: int) -> int:
@@ -54,23 +55,28 @@ def nice_ceiling(value: int) -> int:
         step *= 10
 
 
-def build_chart(buckets: list[HourBucket]) -> Chart:
-    """Bars for each hour (errors drawn over requests), a y axis up to a round number, hour labels."""
-    chart = Chart()
+def build_chart(buckets: list[Bucket], window: Window) -> Chart:
+    """Bars for each bucket (errors drawn over requests), a y axis up to a round number, time labels.
+
+    The x axis labels the bars starting at a multiple of the window's `tick_every` (UTC):
+    every quarter hour, every six hours, or every midnight.
+    """
+    chart = Chart(window=window)
     chart.requests = sum(b.requests for b in buckets)
     chart.errors = sum(b.errors for b in buckets)
     top = nice_ceiling(max([b.requests for b in buckets] + [1]))
     plot_height = chart.baseline - chart.top
     slot = (chart.right - chart.left) / max(len(buckets), 1)
+    tick_every = int(window.tick_every.total_seconds())
 
     def y(value: int) -> float:
         return chart.baseline - plot_height * value / top
 
     for index, bucket in enumerate(buckets):
         x = chart.left + index * slot + slot * GAP / 2
-        end = bucket.start + timedelta(hours=1)
+        end = bucket.start + window.bucket
         title = (
-            f"{bucket.start:%Y-%m-%d %H:00}–{end:%H:00} UTC: {_count(bucket.requests, 'request')}, "
+            f"{bucket.start:%Y-%m-%d %H:%M}–{end:%H:%M} UTC: {_count(bucket.requests, 'request')}, "
             f"{_count(bucket.errors, 'error')}"
         )
         chart.bars.append(
@@ -84,8 +90,9 @@ def build_chart(buckets: list[HourBucket]) -> Chart:
                 title=title,
             )
         )
-        if index % 6 == 0 or index == len(buckets) - 1:
-            chart.x_ticks.append(Tick(round(x + slot * (1 - GAP) / 2, 2), bucket.start.strftime("%H:00")))
+        if int(bucket.start.timestamp()) % tick_every == 0:
+            label = bucket.start.strftime(window.tick_format)
+            chart.x_ticks.append(Tick(round(x + slot * (1 - GAP) / 2, 2), label))
     chart.y_ticks = [Tick(round(y(v), 2), str(v)) for v in sorted({0, top // 2, top})]
     return chart
 

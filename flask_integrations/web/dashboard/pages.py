@@ -20,6 +20,7 @@ from . import details, explorer, queries, queues
 from .blueprint import blueprint, found, page_number, report_invalid
 from .chart import build_chart
 from .formatting import MASK, Scrubber, credential_names, pretty_body, pretty_json
+from .windows import DEFAULT_WINDOW, EXPLORER_WINDOWS, WINDOWS, Window
 
 HEALTH_STATUSES = tuple(HealthStatus)
 FAILURE_CLASSES = tuple(FailureClass)
@@ -27,14 +28,6 @@ RECEIVED_STATUSES = tuple(WebhookStatus)
 FAILED = ItemStatus.FAILED
 ITEM_STATUSES = (FAILED, ItemStatus.PENDING, ItemStatus.PROCESSING, ItemStatus.SUCCESS, ItemStatus.SKIPPED)
 ALL = "all"
-#: The explorer's time windows; `from`/`to` replace the window when given.
-EXPLORER_WINDOWS = {
-    "1h": timedelta(hours=1),
-    "24h": timedelta(hours=24),
-    "7d": timedelta(days=7),
-    "30d": timedelta(days=30),
-}
-DEFAULT_EXPLORER_WINDOW = "24h"
 #: The longest duration filter taken, in milliseconds (a day).
 MAX_DURATION_MS = 86_400_000
 
@@ -61,6 +54,20 @@ def _integer(name: str, expected: str = "an id") -> int | None:
     return number
 
 
+def _window() -> Window:
+    """The `window` argument's window (`1h`, `24h`, `7d`); the default 24 h when absent or reported."""
+    return WINDOWS[_choice("window", tuple(WINDOWS)) or DEFAULT_WINDOW.name]
+
+
+def _window_template_args(window: Window) -> dict[str, object]:
+    """What the pages' window selector and their links (which keep a chosen window) need."""
+    return {
+        "window": window,
+        "windows": tuple(WINDOWS.values()),
+        "window_arg": None if window == DEFAULT_WINDOW else window.name,
+    }
+
+
 def _status_filter() -> str:
     """The request log's status filter: a code (404), a class (5xx) or none; else reported."""
     value = request.args.get("status", "").strip()
@@ -75,7 +82,8 @@ def overview() -> str:
     state = current_state()
     providers = sorted(state.providers)
     provider, health = _choice("provider", providers), _choice("health", HEALTH_STATUSES)
-    page = queries.overview(state, provider, health, page_number(), utcnow())
+    window = _window()
+    page = queries.overview(state, provider, health, page_number(), utcnow(), window)
     return render_template(
         _template("overview"),
         page=page,
@@ -83,6 +91,7 @@ def overview() -> str:
         health_statuses=HEALTH_STATUSES,
         provider=provider,
         health=health,
+        **_window_template_args(window),
     )
 
 
@@ -96,6 +105,7 @@ def integration(integration_id: int) -> str:
         status=_status_filter(),
         failure=_choice("failure", [*FAILURE_CLASSES, "none"], ""),
     )
+    window = _window()
     return render_template(
         _template("integration"),
         integration=found_integration,
@@ -106,11 +116,11 @@ def integration(integration_id: int) -> str:
         overrides=found_integration.overrides(),
         stale_since=stale_since(found_integration, state),
         incidents=incidents.incidents(state, integration_id),
-        summary=found_integration.failure_summary(hours=24),
+        summary=found_integration.failure_summary(hours=window.hours),
         credentials=credential_names(found_integration),
         mask=MASK,
         metadata=pretty_json(found_integration.metadata),
-        chart=build_chart(queries.activity(state, integration_id, utcnow())),
+        chart=build_chart(queries.activity(state, integration_id, utcnow(), window), window),
         requests=queries.request_log(state, integration_id, filters, page_number()),
         filters=filters,
         failure_classes=FAILURE_CLASSES,
@@ -119,6 +129,7 @@ def integration(integration_id: int) -> str:
         runs=queries.sync_runs(state, integration_id),
         mappings=queries.mappings_count(state, integration_id),
         scrub=Scrubber(found_integration),
+        **_window_template_args(window),
     )
 
 
@@ -154,7 +165,7 @@ def requests_explorer() -> str:
         figures=explorer.figures(state, filters, page),
         filters=filters,
         window=window,
-        windows=tuple(EXPLORER_WINDOWS),
+        windows=tuple(EXPLORER_WINDOWS.values()),
         providers=providers,
         failure_classes=FAILURE_CLASSES,
         count_limit=explorer.COUNT_LIMIT,
@@ -163,16 +174,15 @@ def requests_explorer() -> str:
     )
 
 
-def _explorer_filters(providers: list[str]) -> tuple[explorer.ExplorerFilters, str | None]:
+def _explorer_filters(providers: list[str]) -> tuple[explorer.ExplorerFilters, Window | None]:
     """The explorer's filters from the query string, each invalid one reported and left out,
     and the window they cover (None when `from`/`to` replace it)."""
     since, until = _moment("from"), _moment("to", end_of_day=True)
     window = None
     if since is None and until is None:
-        window = (
-            _choice("window", tuple(EXPLORER_WINDOWS), DEFAULT_EXPLORER_WINDOW) or DEFAULT_EXPLORER_WINDOW
-        )
-        since = utcnow() - EXPLORER_WINDOWS[window]
+        chosen = _choice("window", tuple(EXPLORER_WINDOWS)) or DEFAULT_WINDOW.name
+        window = EXPLORER_WINDOWS[chosen]
+        since = utcnow() - window.span
     duration = request.args.get("min_duration", "").strip()
     min_duration = parse_int(duration, maximum=MAX_DURATION_MS)
     if duration and min_duration is None:

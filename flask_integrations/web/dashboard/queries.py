@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -22,12 +22,12 @@ from ...health.summary import FailureSummary, failure_summaries
 from ...parsing import parse_int
 from ...pipeline import overrides
 from ...state import AppState
+from .windows import Window
 
 PER_PAGE = 50
 #: Newest top-level operation logs shown on an integration page, and how deep their children go.
 OPERATIONS_SHOWN, OPERATION_DEPTH, CHILDREN_PER_LEVEL = 25, 3, 500
 RECENT_WEBHOOKS, RECENT_RUNS = 10, 10
-WINDOW = timedelta(hours=24)
 
 
 @dataclass
@@ -62,8 +62,10 @@ class OverviewRow:
     breaker: str
 
 
-def overview(state: AppState, provider: str | None, health: str | None, number: int, now: datetime) -> Page:
-    """A page of integrations with their figures over the last 24 h and their breaker state."""
+def overview(
+    state: AppState, provider: str | None, health: str | None, number: int, now: datetime, window: Window
+) -> Page:
+    """A page of integrations with their figures over `window` and their breaker state."""
     query = sa.select(Integration).order_by(Integration.id)
     if provider:
         query = query.where(Integration.provider == provider)
@@ -71,8 +73,7 @@ def overview(state: AppState, provider: str | None, health: str | None, number: 
         query = query.where(Integration.health_status == health)
     page = fetch_page(state, query, number, scalars=True)
     ids = [i.id for i in page.items]
-    hours = WINDOW.total_seconds() / 3600
-    summaries = failure_summaries(state, ids, hours, now=now, top=0, hits=False)
+    summaries = failure_summaries(state, ids, window.hours, now=now, top=0, hits=False)
     overrides.prefetch(state, ids)
     page.items = [OverviewRow(i, summaries[i.id], i.breaker_state()) for i in page.items]
     return page
@@ -82,39 +83,47 @@ def overview(state: AppState, provider: str | None, health: str | None, number: 
 
 
 @dataclass
-class HourBucket:
+class Bucket:
+    """One bar of the activity chart: the attempts created from `start` for the window's bar length."""
+
     start: datetime
     requests: int = 0
     errors: int = 0
 
 
-def _hour_key(state: AppState, column: Any) -> Any:
-    """'YYYY-MM-DD HH' of a UTC timestamp column, in SQL."""
+def _bucket_start(state: AppState, column: Any, seconds: int) -> Any:
+    """In SQL: the start, in seconds since the epoch, of the `seconds`-long bucket holding `column` (UTC).
+
+    The length is written into the SQL, not bound: GROUP BY repeats the expression.
+    """
+    length = sa.literal_column(str(int(seconds)), sa.Integer)
     dialect = dialect_name(state.db.session)
     if dialect == "postgresql":
-        return sa.func.to_char(sa.func.timezone("UTC", column), "YYYY-MM-DD HH24")
-    if is_mysql(dialect):  # DATETIME(6) holding UTC
-        return sa.func.date_format(column, "%Y-%m-%d %H")
-    return sa.func.strftime("%Y-%m-%d %H", column)
+        return sa.func.floor(sa.extract("epoch", column) / length) * length
+    if is_mysql(dialect):  # DATETIME(6) holding UTC: UNIX_TIMESTAMP() would read it in the session's zone
+        since_epoch = sa.func.timestampdiff(sa.text("SECOND"), sa.literal_column("'1970-01-01'"), column)
+        return sa.func.floor(since_epoch / length) * length
+    return sa.cast(sa.func.strftime("%s", column), sa.Integer) // length * length  # integer division
 
 
-def activity(state: AppState, integration_id: int, now: datetime) -> list[HourBucket]:
-    """Requests and errors per hour over the last 24 hours (the current hour last), one query."""
+def activity(state: AppState, integration_id: int, now: datetime, window: Window) -> list[Bucket]:
+    """Requests and errors per bar of `window` (the current, partial one last), one query."""
     t = state.tables["requests"]
-    current = now.replace(minute=0, second=0, microsecond=0)
-    buckets = [HourBucket(current - timedelta(hours=h)) for h in range(23, -1, -1)]
-    by_key = {b.start.strftime("%Y-%m-%d %H"): b for b in buckets}
-    key = _hour_key(state, t.c.created_at).label("hour")
+    length = window.bucket_seconds
+    current = int(now.timestamp()) // length * length
+    starts = [current - length * n for n in range(window.buckets - 1, -1, -1)]
+    by_start = {start: Bucket(datetime.fromtimestamp(start, UTC)) for start in starts}
+    key = _bucket_start(state, t.c.created_at, length).label("bucket")
     query = (
         sa.select(key, sa.func.count(), sa.func.coalesce(sa.func.sum(sa.case((failed(t), 1), else_=0)), 0))
-        .where(t.c.integration_id == integration_id, t.c.created_at >= buckets[0].start)
+        .where(t.c.integration_id == integration_id, t.c.created_at >= by_start[starts[0]].start)
         .group_by(key)
     )
-    for hour, requests, errors in state.db.session.execute(query).all():
-        bucket = by_key.get(hour)
+    for start, requests, errors in state.db.session.execute(query).all():
+        bucket = by_start.get(int(start))
         if bucket is not None:
             bucket.requests, bucket.errors = int(requests), int(errors)
-    return buckets
+    return list(by_start.values())
 
 
 #: What a status filter of "none" stands for: attempts without an HTTP status (connection errors).
