@@ -261,16 +261,23 @@ def test_figures_of_the_filtered_rows(client, tickets, loose) -> None:
 
 
 def test_figures_stop_counting_at_the_limit_and_say_so(client, tickets, monkeypatch) -> None:
-    monkeypatch.setattr(explorer, "COUNT_LIMIT", 4)
     monkeypatch.setattr(explorer, "SAMPLE_ROWS", 3)
-    add_requests(tickets.id, *({"duration_ms": 10 * n, "hours_ago": n} for n in range(1, 7)))
+    now = utcnow()
+    rows = [failure(503, "HTTP 503", duration_ms=10 * n, at=now - timedelta(hours=n)) for n in range(1, 3)]
+    add_requests(tickets.id, *rows, *({"duration_ms": 10 * n, "hours_ago": n} for n in range(3, 7)))
 
-    page = html(client.get(f"{EXPLORER}?window=7d"))
+    monkeypatch.setattr(explorer, "COUNT_LIMIT", 100)
+    sampled = html(client.get(f"{EXPLORER}?window=7d"))
+    assert figure(sampled, "count") == "6"
+    assert figure(sampled, "error-rate") == "33.3%"  # 2 of all 6
+    assert figure(sampled, "p50") == "20 ms"  # of 10, 20, 30 ms: the newest three
+    assert "p50 and p95 are of the newest 3." in sampled
 
-    assert figure(page, "count") == "4+"
-    assert "More than 4 requests match: the count and the error rate are of the newest 4." in page
-    assert "p50 and p95 are of the newest 3." in page
-    assert figure(page, "p50") == "20 ms"  # of 10, 20, 30 ms: the newest three
+    monkeypatch.setattr(explorer, "COUNT_LIMIT", 4)
+    capped = html(client.get(f"{EXPLORER}?window=7d"))
+    assert figure(capped, "count") == "4+"
+    assert figure(capped, "error-rate") == "66.7%"  # 2 of the newest 3
+    assert "At least 4 requests match: the error rate, p50 and p95 are of the newest 3." in capped
 
 
 # -- pages ---------------------------------------------------------------------------------------

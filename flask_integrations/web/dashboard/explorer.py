@@ -110,6 +110,7 @@ class ExplorerFigures:
 
     count: int
     errors: int
+    errors_of: int  # the matches the errors are counted among: all, or the newest `SAMPLE_ROWS`
     p50: float | None
     p95: float | None
     sampled: bool  # p50/p95 are of the newest `SAMPLE_ROWS` matches only
@@ -193,27 +194,26 @@ def figures(state: AppState, filters: ExplorerFilters, page: ExplorerPage | None
             .limit(SAMPLE_ROWS + 1)
         )
         sample = [tuple(row) for row in state.db.session.execute(query)]
-    if len(sample) > SAMPLE_ROWS:
-        sample = sample[:SAMPLE_ROWS]
-        count, errors = _count_newest(state, filters)
-    else:
-        count, errors = len(sample), sum(flag for flag, _ in sample)
+    sample = sample[:SAMPLE_ROWS]
+    count, errors, errors_of = len(sample), sum(flag for flag, _ in sample), len(sample)
+    if count == SAMPLE_ROWS:  # there may be more
+        count, all_errors = _count(state, filters)
+        if count < COUNT_LIMIT:  # every match counted; else the error rate stays the newest ones'
+            errors, errors_of = all_errors, count
     ordered = sorted(float(ms) for _, ms in sample if ms is not None)
     p50, p95 = continuous_percentile(ordered, P50), continuous_percentile(ordered, P95)
-    return ExplorerFigures(count, errors, p50, p95, sampled=count > SAMPLE_ROWS)
+    return ExplorerFigures(count, errors, errors_of, p50, p95, sampled=count > SAMPLE_ROWS)
 
 
-def _count_newest(state: AppState, filters: ExplorerFilters) -> tuple[int, int]:
-    """Matching rows and failed ones among the newest `COUNT_LIMIT` matches, in one SQL aggregate."""
+def _count(state: AppState, filters: ExplorerFilters) -> tuple[int, int]:
+    """Matching rows and failed ones, up to `COUNT_LIMIT` of them, in one SQL aggregate.
+
+    Unordered: the database reads the matches in whatever order is cheapest (on PostgreSQL
+    a parallel scan without merging the workers' rows back into time order).
+    """
     t = state.tables["requests"]
-    newest = (
-        sa.select(_failed_flag(t))
-        .where(*filters.conditions(state))
-        .order_by(t.c.created_at.desc(), t.c.id.desc())
-        .limit(COUNT_LIMIT)
-        .subquery()
-    )
-    query = sa.select(sa.func.count(), sa.func.coalesce(sa.func.sum(newest.c.failed), 0))
+    matches = sa.select(_failed_flag(t)).where(*filters.conditions(state)).limit(COUNT_LIMIT).subquery()
+    query = sa.select(sa.func.count(), sa.func.coalesce(sa.func.sum(matches.c.failed), 0))
     count, errors = state.db.session.execute(query).one()
     return int(count), int(errors)
 
