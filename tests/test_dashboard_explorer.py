@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 import sqlalchemy as sa
@@ -380,3 +381,56 @@ def test_the_explorer_is_in_the_navigation_and_sends_the_security_headers(client
     assert f'<a href="{EXPLORER}" aria-current="page">Requests</a>' in html(response)
     assert "frame-ancestors 'none'" in response.headers["Content-Security-Policy"]
     assert response.headers["X-Frame-Options"] == "DENY"
+
+
+# -- the numbers elsewhere lead here ---------------------------------------------------------------
+
+
+def hrefs(page: str, pattern: str) -> list[str]:
+    return [h.replace("&amp;", "&") for h in re.findall(rf'href="({pattern}[^"]*)"', page)]
+
+
+def test_the_overviews_figures_link_to_their_rows(client, tickets) -> None:
+    seed_figures(tickets.id)  # 11 rows in 7 days: 10..100 ms and a failed 1,000 ms one; 6 failed
+    overview = html(client.get("/integrations/dashboard/?window=7d"))
+
+    links = {frozenset(parse_qsl(urlsplit(h).query)): h for h in hrefs(overview, EXPLORER)}
+    mine = {("integration", str(tickets.id)), ("window", "7d")}
+    assert frozenset(mine) in links
+    failed = html(client.get(links[frozenset(mine | {("failure_class", "any")})]))
+    assert figure(failed, "count") == "6" and figure(failed, "error-rate") == "100.0%"
+    slow = next(h for args, h in links.items() if dict(args).get("min_duration"))
+    assert figure(html(client.get(slow)), "count") == "1"  # p95 is 550 ms: only the 1,000 ms one
+
+
+def test_the_integration_pages_figures_and_bars_link_to_their_rows(client, tickets) -> None:
+    seed_figures(tickets.id)
+    page = html(client.get(f"/integrations/dashboard/integrations/{tickets.id}"))
+
+    summary = re.search(r'<p id="failure-summary".*?</p>', page, re.S).group(0)
+    by_class = {
+        kind: href.replace("&amp;", "&")
+        for href, kind in re.findall(r'<a class="badge status-(?:\w+)" href="([^"]+)">\d+ (\w+)</a>', summary)
+    }
+    assert set(by_class) == {"upstream", "throttle", "client"}
+    throttled = html(client.get(by_class["throttle"]))
+    assert figure(throttled, "count") == "1"
+
+    bars = re.findall(r'<a class="bar" href="([^"]+)">\s*<title>([^<]*)</title>', page)
+    assert len(bars) == 24
+    busy = [(href, title) for href, title in bars if not title.endswith(": 0 requests, 0 errors")]
+    assert len(busy) == 1 and busy[0][1].endswith(": 10 requests, 5 errors")
+    in_bar = html(client.get(busy[0][0].replace("&amp;", "&")))
+    assert figure(in_bar, "count") == "10" and invalid_messages(in_bar) == []
+
+
+def test_list_statuses_link_to_their_rows(client, tickets) -> None:
+    add_requests(tickets.id, failure(503, "HTTP 503"), {"endpoint": "ok"})
+    page = html(client.get(f"/integrations/dashboard/integrations/{tickets.id}"))
+
+    log = re.search(r'<section id="requests".*?</section>', page, re.S).group(0)
+    upstream = (
+        re.search(r'<a class="badge status-upstream" href="([^"]+)"', log).group(1).replace("&amp;", "&")
+    )
+    assert upstream.endswith("failure=upstream#requests")
+    assert html(client.get(upstream)).count("data-request-id=") == 1

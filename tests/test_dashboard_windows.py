@@ -59,7 +59,7 @@ def chart_of(page: str) -> str:
 
 def bar_titles(page: str) -> list[str]:
     """The bars' titles, oldest first (the chart's own <title> comes before them)."""
-    return re.findall(r'<g class="bar">\s*<title>([^<]*)</title>', chart_of(page))
+    return re.findall(r'<a class="bar" href="[^"]*">\s*<title>([^<]*)</title>', chart_of(page))
 
 
 def x_labels(page: str) -> list[str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from .queries import Bucket
 from .windows import DEFAULT_WINDOW, Window
@@ -21,6 +22,8 @@ class Bar:
     errors_y: float
     errors_height: float
     title: str
+    start: datetime  # the bar's interval, [start, end): its requests in the explorer
+    end: datetime
 
 
 @dataclass
@@ -88,6 +91,8 @@ def build_chart(buckets: list[Bucket], window: Window) -> Chart:
                 errors_y=round(y(bucket.errors), 2),
                 errors_height=round(chart.baseline - y(bucket.errors), 2),
                 title=title,
+                start=bucket.start,
+                end=end,
             )
         )
         if int(bucket.start.timestamp()) % tick_every == 0:
