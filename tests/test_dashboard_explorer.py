@@ -434,3 +434,11 @@ def test_list_statuses_link_to_their_rows(client, tickets) -> None:
     )
     assert upstream.endswith("failure=upstream#requests")
     assert html(client.get(upstream)).count("data-request-id=") == 1
+
+
+def test_an_sdk_operation_is_matched_as_logged_and_an_http_method_in_any_case(client, tickets) -> None:
+    add_requests(tickets.id, {"method": "listCharges"}, {"method": "DELETE"})
+
+    assert len(shown_ids(html(client.get(f"{EXPLORER}?method=listCharges")))) == 1
+    assert shown_ids(html(client.get(f"{EXPLORER}?method=listcharges"))) == []
+    assert len(shown_ids(html(client.get(f"{EXPLORER}?method=delete")))) == 1
