@@ -16,9 +16,9 @@ from flask_integrations.clock import utcnow
 from flask_integrations.state import current_state
 from flask_integrations.testing import run_queued_jobs, send_webhook
 from tests.helpers.app import Loose, Tickets, db, run_docs_example
+from tests.helpers.dashboard import DASH, cell, count_queries, create_tickets, html, row_of
 from tests.helpers.rows import add_requests, failure, open_breaker, seed_figures
 
-DASH = "/integrations/dashboard"
 SECRET = "sk-live-PLANTED-7f3a9c"
 FEED: dict[str, Any] = {"count": 3, "failing": set()}
 
@@ -79,17 +79,10 @@ def client(app: Flask):
 
 @pytest.fixture
 def tickets(ext, ctx) -> Integration:
-    return ext.create(
-        "tickets", "Acme tickets", {"api_key": SECRET, "subdomain": "acme"}, metadata={"team": "support"}
-    )
+    return create_tickets(ext, SECRET)
 
 
 # -- helpers -----------------------------------------------------------------------------------
-
-
-def html(response) -> str:
-    assert response.status_code == 200, response.get_data(as_text=True)[:2000]
-    return response.get_data(as_text=True)
 
 
 def csrf(client, integration_id: int) -> str:
@@ -115,18 +108,6 @@ def flashed(client, kind: str, text: str) -> bool:
     return (f"flash {kind}", text) in flashes(client)
 
 
-def row_of(page: str, attribute: str, row_id: int) -> str:
-    match = re.search(rf'<tr {attribute}="{row_id}"[^>]*>(.*?)</tr>', page, re.S)
-    assert match, f"no row {attribute}={row_id}"
-    return match.group(1)
-
-
-def cell(row: str, css_class: str) -> str:
-    match = re.search(rf'<td class="[^"]*\b{css_class}\b[^"]*">(.*?)</td>', row, re.S)
-    assert match, f"no cell .{css_class}"
-    return re.sub(r"<[^>]+>", "", match.group(1)).strip()
-
-
 def refreshed(model: type, row_id: int) -> Any:
     db.session.expire_all()
     return db.session.get(model, row_id)
@@ -143,16 +124,6 @@ def run_feed_sync(integration: Integration) -> IntegrationLog:
     assert log is not None
     run_queued_jobs()
     return refreshed(IntegrationLog, log.id)
-
-
-def count_queries(app: Flask):
-    statements: list[str] = []
-
-    def note(conn, cursor, statement, *args):
-        statements.append(statement)
-
-    sa.event.listen(db.engine, "before_cursor_execute", note)
-    return statements, lambda: sa.event.remove(db.engine, "before_cursor_execute", note)
 
 
 # -- overview ----------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from flask_integrations.clock import utcnow
 from flask_integrations.state import current_state
 from flask_integrations.web.dashboard import explorer
 from tests.helpers.app import Loose, Tickets, db
+from tests.helpers.dashboard import count_queries, create_tickets, html
 from tests.helpers.rows import add_requests, failure, seed_figures
 
 EXPLORER = "/integrations/dashboard/requests"
@@ -34,19 +35,12 @@ def client(app: Flask):
 
 @pytest.fixture
 def tickets(ext, ctx) -> Integration:
-    return ext.create(
-        "tickets", "Acme tickets", {"api_key": SECRET, "subdomain": "acme"}, metadata={"team": "support"}
-    )
+    return create_tickets(ext, SECRET)
 
 
 @pytest.fixture
 def loose(ext, ctx) -> Integration:
     return ext.create("loose", "Loose CRM", {"token": "t"})
-
-
-def html(response) -> str:
-    assert response.status_code == 200, response.get_data(as_text=True)[:2000]
-    return response.get_data(as_text=True)
 
 
 def shown_ids(page: str) -> list[int]:
@@ -336,13 +330,11 @@ def test_an_error_holding_a_credential_is_shown_scrubbed(client, tickets) -> Non
 
 def test_the_number_of_queries_does_not_grow_with_the_rows(app, client, tickets, loose) -> None:
     def statements(path: str) -> int:
-        seen: list[str] = []
-        listener = lambda *args: seen.append(args[2])  # noqa: E731
-        sa.event.listen(db.engine, "before_cursor_execute", listener)
+        seen, stop = count_queries(app)
         try:
             html(client.get(path))
         finally:
-            sa.event.remove(db.engine, "before_cursor_execute", listener)
+            stop()
         return len(seen)
 
     add_requests(tickets.id, {"endpoint": "one"})

@@ -11,8 +11,8 @@ from flask import Flask
 from flask_integrations import Integration
 from flask_integrations.clock import utcnow
 from tests.helpers.app import Loose, Tickets, db
+from tests.helpers.dashboard import DASH, cell, count_queries, create_tickets, html, row_of
 from tests.helpers.rows import add_requests, failure
-from tests.test_dashboard import DASH, cell, count_queries, html, row_of
 
 #: The rows every test here starts from: one in each window and one older than all of them.
 AGES = {"30 min": timedelta(minutes=30), "5 h": timedelta(hours=5), "3 days": timedelta(days=3)}
@@ -31,9 +31,7 @@ def client(app: Flask):
 
 @pytest.fixture
 def tickets(ext, ctx) -> Integration:
-    return ext.create(
-        "tickets", "Acme tickets", {"api_key": "sk-test", "subdomain": "acme"}, metadata={"team": "support"}
-    )
+    return create_tickets(ext, "sk-test")
 
 
 @pytest.fixture

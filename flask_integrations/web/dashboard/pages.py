@@ -24,6 +24,8 @@ from .windows import DEFAULT_WINDOW, EXPLORER_WINDOWS, WINDOWS, Window
 
 HEALTH_STATUSES = tuple(HealthStatus)
 FAILURE_CLASSES = tuple(FailureClass)
+#: A failure filter: a class, "none" (succeeded) or "any" (every failed attempt); see queries.failure_condition.
+FAILURE_FILTERS = (*FAILURE_CLASSES, "none", "any")
 RECEIVED_STATUSES = tuple(WebhookStatus)
 FAILED = ItemStatus.FAILED
 ITEM_STATUSES = (FAILED, ItemStatus.PENDING, ItemStatus.PROCESSING, ItemStatus.SUCCESS, ItemStatus.SKIPPED)
@@ -103,7 +105,7 @@ def integration(integration_id: int) -> str:
     filters = queries.RequestFilters(
         endpoint=request.args.get("endpoint", "").replace("\x00", "").strip(),  # PostgreSQL refuses NUL
         status=_status_filter(),
-        failure=_choice("failure", [*FAILURE_CLASSES, "none"], ""),
+        failure=_choice("failure", FAILURE_FILTERS, ""),
     )
     window = _window()
     return render_template(
@@ -195,7 +197,7 @@ def _explorer_filters(providers: list[str]) -> tuple[explorer.ExplorerFilters, W
         endpoint=_text("endpoint"),
         method=_text("method"),
         status=_status_filter(),
-        failure_class=_choice("failure_class", [*FAILURE_CLASSES, "none", "any"], "") or "",
+        failure_class=_choice("failure_class", FAILURE_FILTERS, "") or "",
         min_duration=min_duration,
         provider_request_id=_text("provider_request_id"),
     )
