@@ -284,7 +284,7 @@ def action_button(page: Any, integration_id: int, action: str) -> Any:
     return form.locator('button[type="submit"]')
 
 
-def reload_until(page: Any, locator: Any, text: str, timeout: float = 30.0) -> str:
+def reload_until(page: Any, locator: Any, text: str, timeout: float = 10.0) -> str:
     """Reload until `locator` reads `text` (embedded jobs run after the response).
 
     Returns the text seen before the first reload."""
