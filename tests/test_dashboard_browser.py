@@ -11,10 +11,11 @@ Screenshots of every page go to `$INTEGRATIONS_TEST_ARTIFACTS/screenshots` (defa
 from __future__ import annotations
 
 import re
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -81,7 +82,24 @@ class Shop(Provider, HandlesWebhooks, IncrementalSync, HasHealthCheck):
         return True
 
 
+@dataclass
+class Gate:
+    """Holds the items of one integration's sync run in their handler until the test opens it."""
+
+    integration_id: int | None = None
+    entered: threading.Event = field(default_factory=threading.Event)
+    opened: threading.Event = field(default_factory=threading.Event)
+
+
+GATE = Gate()
+#: how long a held handler waits at most: only so that a failed test cannot hang the server
+GATE_LIMIT = 60.0
+
+
 def ingest_order(integration: Any, payload: dict) -> None:
+    if integration.id == GATE.integration_id:
+        GATE.entered.set()
+        GATE.opened.wait(GATE_LIMIT)
     if payload["n"] in BROKEN["orders"]:
         raise ValueError(f"order {payload['n']} has no line items")
 
@@ -100,10 +118,14 @@ class Site:
     billing: int  # breaker open, for the reset test
     hooli: int  # a shop that never synced, for the integration actions
     stark: int  # a shop whose second run failed an item, for the skip test
+    wayne: int  # a shop whose second run failed an item, for the run page's "Retry all failed"
+    oscorp: int  # a shop that never synced, for the run in flight
     failed_webhook: int
     processed_webhook: int
+    secret_webhook: int  # failed, with a password in its payload, for the webhook page
     failed_item: int  # Acme shop's, left failed
     stark_failed_item: int  # Stark shop's, skipped by a test
+    wayne_run: int  # Wayne shop's partial run
     not_found_request: int
 
     def page_url(self, path: str = "") -> str:
@@ -128,6 +150,8 @@ def seed(app: Any, upstream: UpstreamServer) -> dict[str, int]:
         billing = ext.create("loose", "Umbrella billing", {"token": "umb"})
         hooli = ext.create("shop", "Hooli shop", {"token": "hooli-token"})
         stark = ext.create("shop", "Stark shop", {"token": "stark-token"})
+        wayne = ext.create("shop", "Wayne shop", {"token": "wayne-token"})
+        oscorp = ext.create("shop", "Oscorp shop", {"token": "oscorp-token"})
         legacy.disable()
 
         for n in range(6):
@@ -157,9 +181,13 @@ def seed(app: Any, upstream: UpstreamServer) -> dict[str, int]:
         ok = send_webhook(client, "shop", {"order": 1}, shop, {**headers, "X-Shop-Delivery": "d-1"})
         BROKEN["webhook"] = True
         bad = send_webhook(client, "shop", {"order": 2}, shop, {**headers, "X-Shop-Delivery": "d-2"})
-        assert ok.status_code == bad.status_code == 202, (ok.text, bad.text)
+        customer = {"email": "ada@example.com", "password": "hunter2-in-the-payload"}
+        secret = send_webhook(
+            client, "shop", {"order": 3, "customer": customer}, shop, {**headers, "X-Shop-Delivery": "d-3"}
+        )
+        assert ok.status_code == bad.status_code == secret.status_code == 202, (ok.text, bad.text)
 
-        for integration in (shop, stark):
+        for integration in (shop, stark, wayne):
             BROKEN["orders"] = set()
             assert integration.sync_now() is not None  # orders 1-5: the cursor moves to 5
             BROKEN["orders"] = {8}
@@ -168,13 +196,19 @@ def seed(app: Any, upstream: UpstreamServer) -> dict[str, int]:
         webhooks = ext.state_for(app).tables["webhooks"]
         items = ext.state_for(app).tables["sync_items"]
         statuses = dict(db.session.execute(sa.select(webhooks.c.id, webhooks.c.status)).all())
-        assert statuses == {ok.json["id"]: "processed", bad.json["id"]: "failed"}, statuses
+        expected = {ok.json["id"]: "processed", bad.json["id"]: "failed", secret.json["id"]: "failed"}
+        assert statuses == expected, statuses
         failed_items = dict(
             db.session.execute(
                 sa.select(items.c.integration_id, items.c.id).where(items.c.status == "failed")
             ).all()
         )
-        assert set(failed_items) == {shop.id, stark.id}, failed_items
+        assert set(failed_items) == {shop.id, stark.id, wayne.id}, failed_items
+        wayne_run = db.session.scalar(
+            sa.select(items.c.sync_log_id).where(items.c.id == failed_items[wayne.id])
+        )
+        logs = ext.state_for(app).tables["logs"]
+        assert db.session.scalar(sa.select(logs.c.status).where(logs.c.id == wayne_run)) == "partial"
         requests = ext.state_for(app).tables["requests"]
         not_found = db.session.scalar(
             sa.select(requests.c.id).where(
@@ -191,10 +225,14 @@ def seed(app: Any, upstream: UpstreamServer) -> dict[str, int]:
             "billing": billing.id,
             "hooli": hooli.id,
             "stark": stark.id,
+            "wayne": wayne.id,
+            "oscorp": oscorp.id,
             "failed_webhook": bad.json["id"],
             "processed_webhook": ok.json["id"],
+            "secret_webhook": secret.json["id"],
             "failed_item": failed_items[shop.id],
             "stark_failed_item": failed_items[stark.id],
+            "wayne_run": wayne_run,
             "not_found_request": not_found,
         }
         db.session.remove()
@@ -284,7 +322,7 @@ def action_button(page: Any, integration_id: int, action: str) -> Any:
     return form.locator('button[type="submit"]')
 
 
-def reload_until(page: Any, locator: Any, text: str, timeout: float = 30.0) -> str:
+def reload_until(page: Any, locator: Any, text: str, timeout: float = 10.0) -> str:
     """Reload until `locator` reads `text` (embedded jobs run after the response).
 
     Returns the text seen before the first reload."""
@@ -299,6 +337,14 @@ def reload_until(page: Any, locator: Any, text: str, timeout: float = 30.0) -> s
     return first
 
 
+def follow(page: Any, link: Any, path: str) -> None:
+    """Click `link` and wait for the dashboard page at `path` to load."""
+    expect(link).to_have_count(1)
+    with page.expect_navigation():
+        link.click()
+    assert page.url.split("?")[0].split("#")[0].endswith(f"/integrations/dashboard/{path}"), page.url
+
+
 # -- pages --------------------------------------------------------------------------------------
 
 
@@ -306,7 +352,7 @@ def test_the_overview_lists_every_integration_with_its_badges(page, site):
     open_page(page, site.page_url())
     table = page.locator("table#integrations")
     expect(table).to_be_visible()
-    expect(table.locator("tr[data-integration-id]")).to_have_count(6)
+    expect(table.locator("tr[data-integration-id]")).to_have_count(8)
 
     shop = table.locator(f'tr[data-integration-id="{site.shop}"]')
     expect(shop.get_by_role("link", name="Acme shop")).to_be_visible()
@@ -401,7 +447,9 @@ def test_skipping_the_failed_item_moves_the_cursor_forward(page, site):
 
     open_page(page, site.page_url("sync-items"))
     rows = page.locator("tr[data-item-id]")
-    expect(rows).to_have_count(2)  # failed items only, by default: Acme's and Stark's
+    expect(page.locator(f'tr[data-item-id="{site.failed_item}"]')).to_have_count(1)
+    # failed items only, by default: Acme's, Stark's and Wayne's (unless its run's test retried it)
+    assert {status.strip().lower() for status in rows.locator("td.status").all_inner_texts()} == {"failed"}
     row = page.locator(f'tr[data-item-id="{site.stark_failed_item}"]')
     expect(row.locator("td.status")).to_have_text(re.compile(r"^\s*failed\s*$", re.I))
     expect(row).to_contain_text("Stark shop")
@@ -512,6 +560,140 @@ def test_the_overview_updates_itself_without_a_reload(page, site):
 def test_pages_work_without_javascript(browser, site):
     with new_page(browser, site, java_script_enabled=False) as page:
         open_page(page, site.page_url())
-        expect(page.locator("table#integrations tr[data-integration-id]")).to_have_count(6)
+        expect(page.locator("table#integrations tr[data-integration-id]")).to_have_count(8)
         open_page(page, site.page_url("queues"))
         expect(page.locator("#embedded")).to_contain_text("Embedded mode")
+
+
+# -- click-through (SPEC 14) --------------------------------------------------------------------
+
+
+def test_from_the_overview_to_a_failing_request(page, site):
+    open_page(page, site.page_url())
+    row = page.locator(f'table#integrations tr[data-integration-id="{site.crm}"]')
+    follow(page, row.get_by_role("link", name="Globex CRM"), f"integrations/{site.crm}")
+    requests = page.locator("#requests")
+    requests.get_by_label("Status").fill("5xx")
+    with page.expect_navigation():
+        requests.get_by_role("button", name="Filter").click()
+    rows = requests.locator("tr[data-request-id]")
+    expect(rows.first).to_be_visible()
+    assert set(rows.locator("td.status").all_inner_texts()) == {"503"}  # the calls that opened the breaker
+    request_id = rows.first.get_attribute("data-request-id")
+
+    follow(page, rows.first.locator("td.endpoint a"), f"requests/{request_id}")
+    expect(page.locator("h1")).to_contain_text("contacts.create")
+    summary = page.locator("#request-summary")
+    expect(summary.locator("dd.status")).to_have_text("503")
+    expect(summary.locator("dd.endpoint")).to_have_text("contacts.create")
+    expect(summary.locator(".error-text")).to_contain_text("503")
+    expect(summary).to_contain_text("upstream")  # the failure class
+    shoot(page, site, "request-failed")
+
+
+def test_from_the_webhooks_list_to_a_webhook_replayed_on_its_page(page, site):
+    webhook = site.secret_webhook
+    open_page(page, site.page_url("webhooks"))
+    row = page.locator(f'tr[data-webhook-id="{webhook}"]')
+    follow(page, row.get_by_role("link", name=f"#{webhook}", exact=True), f"webhooks/{webhook}")
+    expect(page.locator("h1")).to_contain_text("order.paid")
+    summary = page.locator("#webhook-summary")
+    expect(summary.locator("dd.status")).to_have_text("failed")
+    expect(summary).to_contain_text("d-3")
+    expect(summary.locator(".error-text")).to_contain_text("warehouse refused the order")
+    payload = page.locator("#webhook-payload pre")
+    expect(payload).to_contain_text("ada@example.com")
+    expect(payload).to_contain_text("[REDACTED]")
+    expect(page.locator("body")).not_to_contain_text("hunter2-in-the-payload")
+    headers = page.locator("#webhook-headers pre")
+    expect(headers).to_contain_text(re.compile("X-Shop-Event", re.I))
+    expect(headers).not_to_contain_text(re.compile("signature", re.I))  # never stored
+    attempts = page.locator("#webhook-attempts tr[data-log-id]")
+    expect(attempts).to_have_count(1)
+    expect(attempts.first).to_contain_text("warehouse refused the order")
+    shoot(page, site, "webhook")
+
+    before = BROKEN["webhook"]
+    BROKEN["webhook"] = False  # the warehouse accepts the order now
+    try:
+        replay = page.locator(".page-head").get_by_role("button", name="Replay")
+        submit(page, replay, rf"webhook #{webhook} re-enqueued")
+        assert page.url.endswith(f"/integrations/dashboard/webhooks/{webhook}"), page.url
+        reload_until(page, summary.locator("dd.status"), "processed")
+    finally:
+        BROKEN["webhook"] = before
+    expect(summary.locator(".error-text")).to_have_count(0)
+    expect(attempts).to_have_count(2)
+    expect(attempts.last.locator(".badge")).to_have_text(re.compile("success", re.I))
+
+
+def test_from_a_run_number_to_its_page_where_retry_all_failed_fixes_the_items(page, site):
+    run = site.wayne_run
+    open_page(page, site.page_url(f"integrations/{site.wayne}"))
+    number = page.locator(f'#sync-runs tr[data-run-id="{run}"]').get_by_role("link", name=f"#{run}")
+    follow(page, number, f"sync-runs/{run}")
+    expect(page.locator("h1")).to_have_text(f"Sync run #{run}")
+    summary = page.locator("#run-summary")
+    expect(summary.locator("dd.status")).to_have_text("partial")
+    expect(page.locator("[data-live]")).to_have_count(0)  # a finished run does not refresh itself
+    progress = summary.locator("#run-progress")
+    expect(progress).to_contain_text("5 items")
+    expect(progress).to_contain_text("4 success")
+    expect(progress).to_contain_text("1 failed")
+    expect(progress.locator(".progress .bar.status-success")).to_be_visible()
+    expect(progress.locator(".progress .bar.status-failed")).to_be_visible()
+    failed = page.locator("#run-items tr[data-item-id]").filter(has_text="order-8")
+    expect(failed.locator("td.status")).to_have_text(re.compile(r"^\s*failed\s*$", re.I))
+    expect(failed).to_contain_text("order 8 has no line items")
+    shoot(page, site, "sync-run")
+
+    before = BROKEN["orders"]
+    BROKEN["orders"] = set()  # order 8 has its line items now
+    try:
+        submit(
+            page,
+            page.get_by_role("button", name="Retry all failed"),
+            rf"1 failed item\(s\) of run #{run} sent back",
+        )
+        assert page.url.endswith(f"/integrations/dashboard/sync-runs/{run}"), page.url
+        # the run is finalised once its retried item is done (a finished run's page is not live)
+        reload_until(page, summary.locator("dd.status"), "success")
+    finally:
+        BROKEN["orders"] = before
+    expect(failed.locator("td.status")).to_have_text(re.compile(r"^\s*success\s*$", re.I))
+    expect(failed).not_to_contain_text("no line items")
+    expect(progress).to_contain_text("5 success")
+    expect(progress.locator(".progress .bar.status-failed")).to_have_count(0)
+    expect(page.locator("#cursor-after")).to_have_text("10")  # the run succeeded: its checkpoints count
+    expect(page.get_by_role("button", name="Retry all failed")).to_have_count(0)
+
+
+def test_a_run_in_flight_updates_its_page_without_a_reload(page, site):
+    GATE.integration_id = site.oscorp
+    GATE.entered.clear()
+    GATE.opened.clear()
+    try:
+        open_page(page, site.page_url(f"integrations/{site.oscorp}"))
+        submit(page, action_button(page, site.oscorp, "sync-now"), r"sync run #\d+ of .Oscorp shop. started")
+        run = int(re.search(r"#(\d+)", page.locator(".flash").inner_text())[1])
+        assert GATE.entered.wait(10), "the run's items never reached their handler"
+        number = page.locator(f'#sync-runs tr[data-run-id="{run}"]').get_by_role("link", name=f"#{run}")
+        follow(page, number, f"sync-runs/{run}")
+
+        summary = page.locator("#run-summary")
+        expect(page.locator("#run-summary[data-live], #run-items[data-live]")).to_have_count(2)
+        expect(summary.locator("dd.status")).to_have_text("processing")
+        expect(summary).to_contain_text("in flight")
+        expect(summary.locator("#run-progress")).to_contain_text("5 processing")
+        page.evaluate("window.__notReloaded = true")
+
+        GATE.opened.set()  # the handler lets the items through
+        expect(summary.locator("dd.status")).to_have_text("success", timeout=15_000)
+        expect(summary.locator("#run-progress")).to_contain_text("5 success")
+        expect(summary).not_to_contain_text("in flight")
+        statuses = page.locator("#run-items tr[data-item-id] td.status")
+        expect(statuses).to_have_text(["success"] * ORDERS_PER_RUN)
+        assert page.evaluate("window.__notReloaded") is True  # the same document: updated, not reloaded
+    finally:
+        GATE.opened.set()
+        GATE.integration_id = None

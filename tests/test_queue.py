@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import logging
+import socket
+import struct
+import threading
 
 import pytest
 import sqlalchemy as sa
@@ -12,13 +15,21 @@ from flask_integrations import queue
 from flask_integrations.state import current_state
 from flask_integrations.testing import run_queued_jobs
 from tests.helpers.app import db
+from tests.helpers.browser import LiveServer
+from tests.helpers.servers import HOST
 
 CALLS: list[tuple] = []
+RAN = threading.Event()
 
 
 def record(*args):
     """A job: records its arguments and whether it saw a fresh app context."""
     CALLS.append(("record", args, getattr(g, "marker", None), current_app.name))
+
+
+def record_and_announce(*args):
+    record(*args)
+    RAN.set()
 
 
 def explode(*args):
@@ -167,6 +178,39 @@ def test_jobs_committed_during_teardown_still_run(app):
         client.post("/late", buffered=True)
     run_queued_jobs()
     assert ("record", (7,), None, "tests") in CALLS
+
+
+def test_jobs_still_run_when_the_development_server_drops_the_response_unclosed(app):
+    """werkzeug's server skips the response's close() when the client resets the connection while
+    the server drains it (as a browser may after a redirect's headers, on a loaded machine)."""
+
+    @app.post("/work")
+    def work():
+        queue.enqueue(current_state(), record_and_announce, 8)
+        db.session.commit()
+        return "ok"
+
+    dropped = threading.Event()
+    server = LiveServer(app)
+    server.RequestHandlerClass = type(
+        "Handler", (server.RequestHandlerClass,), {"connection_dropped": lambda *_: dropped.set()}
+    )
+    server.start()
+    RAN.clear()
+    try:
+        with socket.create_connection((HOST, server.server_address[1])) as client:
+            # bytes past the request keep the server reading (draining) after the response
+            client.sendall(b"POST /work HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n" + b"x" * 100_000)
+            received = b""
+            while not received.endswith(b"ok"):
+                received += client.recv(65536)
+            client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # RST
+        assert dropped.wait(10), "the server did not see the reset"
+        assert RAN.wait(10), "the job never ran"
+    finally:
+        server.stop()
+    assert CALLS == [("record", (8,), None, "tests")]
+    assert run_queued_jobs() == 0
 
 
 def test_function_path_refuses_local_functions():

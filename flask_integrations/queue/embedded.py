@@ -1,7 +1,8 @@
 """Jobs in the embedded mode (no Redis): run in this process right after their commit.
 
-Each job runs in a fresh app context; inside a request, after the response is sent.
-(A request context pushed without dispatching, such as pytest-flask's
+Each job runs in a fresh app context; inside a request, after the response is sent: when
+the server closes it, or (werkzeug's development server, which may not close it) once it is
+freed. (A request context pushed without dispatching, such as pytest-flask's
 `test_request_context()`, counts as no request.) RQ's ``is_async=False`` is not used:
 it ignores retries and leaves delayed jobs scheduled forever. Delayed jobs are not run
 (nor slept): their rows wait, and the recovery commands run them once the delay has passed.
@@ -13,8 +14,10 @@ run by both a test and a sweep does its work once.
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -30,19 +33,24 @@ _REQUEST_KEY = "_flask_integrations_jobs"
 _DISPATCHING = "flask_integrations.dispatching"
 #: Delayed jobs kept for `run_queued_jobs(include_delayed=True)`; older ones are left to the sweeps.
 MAX_DELAYED = 10_000
+#: The environ key of werkzeug's development server (`flask run`), which does not always close
+#: a response (see `EmbeddedRunner.run_when_dropped`).
+_WERKZEUG_SERVER = "werkzeug.socket"
 
 
 @dataclass(eq=False)
 class _RequestJobs:
     jobs: list[QueuedJob] = field(default_factory=list)
     handed_off: bool = False
+    closed: bool = False  # the server called the response's close()
 
 
 class EmbeddedRunner:
     """Runs jobs in this process after their commit, each in a fresh app context.
 
     Jobs committed inside a request run once the response has been sent
-    (`call_on_close`; the request teardown if no response hook could be set).
+    (`call_on_close`; the request teardown if no response hook could be set;
+    `run_when_dropped` if the server may never close the response).
     Jobs a job enqueues run after it, in the same loop, not nested.
     """
 
@@ -51,6 +59,8 @@ class EmbeddedRunner:
         self._delayed: deque[QueuedJob] = deque(maxlen=MAX_DELAYED)
         self._lock = threading.Lock()
         self._local = threading.local()
+        self._dropped: queue.SimpleQueue[_RequestJobs] = queue.SimpleQueue()
+        self._dropped_thread: threading.Thread | None = None
 
     def submit(self, jobs: list[QueuedJob]) -> None:
         with self._lock:
@@ -117,6 +127,37 @@ class EmbeddedRunner:
             ran += self.run(mine) + self.run(self.held())
         return ran
 
+    def run_when_dropped(self, response: Any, holder: _RequestJobs) -> None:
+        """Run the holder's jobs once `response` is freed, if the server never closed it.
+
+        PEP 3333 has the server call close() however the request ends, but werkzeug's
+        development server skips it when the client resets the connection while the server
+        drains the socket after the response: a browser that closes its socket once it has
+        read a redirect's headers, before the body arrived, on a loaded machine. The jobs
+        would be held forever. A weakref callback can run in any thread at any point (inside
+        a lock, say), so it only puts the holder on a SimpleQueue (reentrant); a thread of
+        the runner's own runs the jobs.
+        """
+        weakref.finalize(response, self._freed, holder).atexit = False
+        with self._lock:
+            if self._dropped_thread is None or not self._dropped_thread.is_alive():  # or forked
+                self._dropped_thread = threading.Thread(
+                    target=self._run_dropped, name="flask-integrations-dropped-jobs", daemon=True
+                )
+                self._dropped_thread.start()
+
+    def _freed(self, holder: _RequestJobs) -> None:
+        if not holder.closed:
+            self._dropped.put(holder)
+
+    def _run_dropped(self) -> None:
+        while True:
+            holder = self._dropped.get()
+            held = {id(job) for job in self.held()}
+            if any(id(job) in held for job in holder.jobs):
+                logger.info("flask-integrations: the server dropped a response unclosed; its jobs run now")
+            self.run(holder.jobs)
+
     @staticmethod
     def _run_one(job: QueuedJob) -> None:
         try:
@@ -145,10 +186,17 @@ def _mark_dispatching() -> None:
 def _hand_off(holder: _RequestJobs, runner: EmbeddedRunner) -> Callable[[Any], Any]:
     def attach(response: Any) -> Any:
         holder.handed_off = True
-        response.call_on_close(lambda: runner.run(holder.jobs))
+        response.call_on_close(lambda: _closed(holder, runner))
+        if _WERKZEUG_SERVER in request.environ:
+            runner.run_when_dropped(response, holder)
         return response
 
     return attach
+
+
+def _closed(holder: _RequestJobs, runner: EmbeddedRunner) -> None:
+    holder.closed = True
+    runner.run(holder.jobs)
 
 
 def run_request_leftovers(exc: BaseException | None = None) -> None:
