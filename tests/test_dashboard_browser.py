@@ -10,6 +10,7 @@ Screenshots of every page go to `$INTEGRATIONS_TEST_ARTIFACTS/screenshots` (defa
 
 from __future__ import annotations
 
+import os
 import re
 import threading
 import time
@@ -294,9 +295,14 @@ def page(browser: Any, site: Site) -> Iterator[Any]:
 
 
 def shoot(page: Any, site: Site, name: str) -> Path:
+    """A full-page screenshot in the artifacts; with `INTEGRATIONS_DOCS_SCREENSHOTS` set, also the
+    window's view (what a reader sees first) as `<that folder>/dashboard-<name>.png` (SQLite run)."""
     path = screenshot_dir() / f"{name}-{site.backend}.png"
     page.screenshot(path=str(path), full_page=True)
     assert path.stat().st_size > 5_000
+    docs = os.environ.get("INTEGRATIONS_DOCS_SCREENSHOTS")
+    if docs and site.backend == "sqlite":
+        page.screenshot(path=str(Path(docs) / f"dashboard-{name}.png"))
     return path
 
 
@@ -589,6 +595,28 @@ def test_from_the_overview_to_a_failing_request(page, site):
     expect(summary.locator(".error-text")).to_contain_text("503")
     expect(summary).to_contain_text("upstream")  # the failure class
     shoot(page, site, "request-failed")
+
+
+def test_from_the_overviews_error_rate_through_the_explorer_to_a_failing_request(page, site):
+    open_page(page, site.page_url())
+    row = page.locator(f'table#integrations tr[data-integration-id="{site.crm}"]')
+    with page.expect_navigation():
+        row.locator("td.error-rate a").click()
+    assert "/integrations/dashboard/requests?" in page.url and "failure_class=any" in page.url
+    expect(page.locator("#filter-failure_class")).to_have_value("any")
+    expect(page.locator("#filter-integration")).to_have_value(str(site.crm))
+    rows = page.locator("#explorer-rows tr[data-request-id]")
+    expect(rows.first).to_be_visible()
+    expect(page.locator("#figure-error-rate")).to_have_text("100.0%")  # only failed attempts listed
+    shoot(page, site, "explorer")
+
+    page.locator("#filter-status").fill("503")  # narrow further, keeping the other filters
+    with page.expect_navigation():
+        page.get_by_role("button", name="Filter").click()
+    assert set(rows.locator("td.status").all_inner_texts()) == {"503"}
+    request_id = rows.first.get_attribute("data-request-id")
+    follow(page, rows.first.locator("td.endpoint a"), f"requests/{request_id}")
+    expect(page.locator("#request-summary dd.status")).to_have_text("503")
 
 
 def test_from_the_webhooks_list_to_a_webhook_replayed_on_its_page(page, site):

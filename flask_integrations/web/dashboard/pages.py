@@ -24,7 +24,7 @@ from .windows import DEFAULT_WINDOW, EXPLORER_WINDOWS, WINDOWS, Window
 
 HEALTH_STATUSES = tuple(HealthStatus)
 FAILURE_CLASSES = tuple(FailureClass)
-#: A failure filter: a class, "none" (succeeded) or "any" (every failed attempt); see queries.failure_condition.
+#: A failure filter: a class, "none" (succeeded) or "any" (failed); see queries.failure_condition.
 FAILURE_FILTERS = (*FAILURE_CLASSES, "none", "any")
 RECEIVED_STATUSES = tuple(WebhookStatus)
 FAILED = ItemStatus.FAILED
