@@ -458,6 +458,10 @@ def test_sync_runs_show_their_items_by_status_and_the_cursor(client, ext, ctx):
     assert "2 success" in run and "1 failed" in run and 'class="badge status-partial"' in run
     assert f'href="{DASH}/sync-items?integration={feed.id}&amp;status=failed"' in run
     assert f'action="{DASH}/integrations/{feed.id}/sync-now"' in page
+    # each count opens the run's items of that status; the run's operation log opens the run
+    assert f'href="{DASH}/sync-runs/{second.id}?status=failed#run-items">1 failed</a>' in run
+    operations = page.split('<section id="operations"')[1].split("</section>")[0]
+    assert f'<a href="{DASH}/sync-runs/{second.id}">sync #{second.id}</a>' in operations
 
 
 # -- webhooks and sync items pages ---------------------------------------------------------------
@@ -534,6 +538,8 @@ def test_sync_items_page_shows_failed_items_by_default_with_retry_and_skip(clien
     assert page.count("data-item-id=") == 1
     row = row_of(page, "data-item-id", failed_id)
     assert cell(row, "status") == "failed" and "entry 2 is malformed" in row
+    run_id = db.session.scalar(sa.select(current_state().tables["sync_items"].c.sync_log_id).limit(1))
+    assert f'<a href="{DASH}/sync-runs/{run_id}">#{run_id}</a>' in row
     assert ">Retry</button>" in row and ">Skip</button>" in row
     every = html(client.get(f"{DASH}/sync-items?status=all"))
     assert every.count("data-item-id=") == 3
