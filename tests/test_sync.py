@@ -20,7 +20,7 @@ from flask_integrations.sync.runs import start_run
 from flask_integrations.testing import run_queued_jobs
 from tests.helpers import sync
 from tests.helpers.app import db, make_app, run_docs_example
-from tests.helpers.sync import Feed, items, record, refreshed, runs, seen
+from tests.helpers.sync import Feed, items, record, refreshed, runs, seen, sync_test_app
 from tests.helpers.sync import create_seen_table as _create_seen_table
 from tests.helpers.sync import flask_command as _flask
 from tests.helpers.sync import wait_ok as _wait
@@ -347,13 +347,8 @@ ROOT = Path(__file__).resolve().parent.parent
 @pytest.fixture
 def server_app(server_database_url):
     from tests.conftest import reset_tables
-    from tests.helpers.sync_app import create_app
 
-    os.environ["SYNC_TEST_DATABASE_URL"] = server_database_url
-    try:
-        app = create_app()
-    finally:
-        os.environ.pop("SYNC_TEST_DATABASE_URL", None)
+    app = sync_test_app(server_database_url)
     with app.app_context():
         reset_tables()
         _create_seen_table()
@@ -401,18 +396,10 @@ def test_rq_workers_finalise_a_large_run_once(server_database_url, redis_url, tm
     import redis
 
     from tests.conftest import reset_tables
-    from tests.helpers.sync_app import create_app
 
     redis.Redis.from_url(redis_url).flushdb()
     env = _env(server_database_url, redis_url, SYNC_TEST_ITEMS=str(LARGE_RUN), SYNC_TEST_PER_JOB="25")
-    os.environ.update(
-        {k: env[k] for k in ("SYNC_TEST_DATABASE_URL", "SYNC_TEST_REDIS_URL", "SYNC_TEST_PER_JOB")}
-    )
-    try:
-        app = create_app()
-    finally:
-        for key in ("SYNC_TEST_DATABASE_URL", "SYNC_TEST_REDIS_URL", "SYNC_TEST_PER_JOB"):
-            os.environ.pop(key, None)
+    app = sync_test_app(server_database_url, redis_url, SYNC_TEST_PER_JOB="25")
     sync.ITEMS["count"] = LARGE_RUN
     started = time.monotonic()
     try:
@@ -467,15 +454,9 @@ def test_a_sigkilled_worker_loses_no_item(server_database_url, redis_url):
     import redis
 
     from tests.conftest import reset_tables
-    from tests.helpers.sync_app import create_app
 
     redis.Redis.from_url(redis_url).flushdb()
-    os.environ.update({"SYNC_TEST_DATABASE_URL": server_database_url, "SYNC_TEST_REDIS_URL": redis_url})
-    try:
-        app = create_app()
-    finally:
-        os.environ.pop("SYNC_TEST_DATABASE_URL", None)
-        os.environ.pop("SYNC_TEST_REDIS_URL", None)
+    app = sync_test_app(server_database_url, redis_url)
     try:
         with app.app_context():
             reset_tables()

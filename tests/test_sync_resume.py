@@ -29,6 +29,7 @@ from tests.helpers.sync import (
     refreshed,
     runs,
     seen,
+    sync_test_app,
     wait_ok,
     worker_env,
 )
@@ -280,15 +281,9 @@ def test_sigkill_of_the_enumerating_worker_after_a_saved_position(server_databas
     import redis
 
     from tests.conftest import reset_tables
-    from tests.helpers.sync_app import create_app
 
     redis.Redis.from_url(redis_url).flushdb()
-    os.environ.update({"SYNC_TEST_DATABASE_URL": server_database_url, "SYNC_TEST_REDIS_URL": redis_url})
-    try:
-        app = create_app()
-    finally:
-        os.environ.pop("SYNC_TEST_DATABASE_URL", None)
-        os.environ.pop("SYNC_TEST_REDIS_URL", None)
+    app = sync_test_app(server_database_url, redis_url)
     try:
         with app.app_context():
             reset_tables()

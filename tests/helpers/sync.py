@@ -185,3 +185,28 @@ def wait_ok(process: subprocess.Popen, timeout: float = 90) -> tuple[str, str]:
     out, err = process.communicate(timeout=timeout)
     assert process.returncode == 0, err
     return out, err
+
+
+def sync_test_app(database_url: str, redis_url: str | None = None, **extra: str) -> Any:
+    """tests.helpers.sync_app's app in this process, configured as `worker_env` configures a worker's.
+
+    `create_app` reads its settings from the environment (as `flask --app` loads it in a worker);
+    they are set only while it runs.
+    """
+    from tests.helpers.sync_app import create_app  # it imports this module
+
+    settings = {
+        "SYNC_TEST_DATABASE_URL": database_url,
+        **({"SYNC_TEST_REDIS_URL": redis_url} if redis_url else {}),
+    }
+    settings.update(extra)
+    saved = {name: os.environ.get(name) for name in settings}
+    os.environ.update(settings)
+    try:
+        return create_app()
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
