@@ -73,11 +73,6 @@ def app(app_factory) -> Flask:
 
 
 @pytest.fixture
-def client(app: Flask):
-    return app.test_client()
-
-
-@pytest.fixture
 def tickets(ext, ctx) -> Integration:
     return create_tickets(ext, SECRET)
 
