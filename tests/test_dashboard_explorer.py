@@ -223,6 +223,18 @@ def test_an_invalid_value_is_reported_and_ignored(client, varied, query: str, me
     assert len(shown_ids(page)) == 7  # the default window's rows, the bad filter left out
 
 
+def test_a_to_before_from_is_reported_and_ignored(client, varied) -> None:
+    since = (utcnow() - timedelta(hours=6)).strftime("%Y-%m-%dT%H:%M")
+    before = (utcnow() - timedelta(days=3)).date().isoformat()
+
+    page = html(client.get(f"{EXPLORER}?from={since}&to={before}"))
+
+    assert [m.replace("&#39;", "'") for m in invalid_messages(page)] == [
+        f"Ignored to='{before}': expected a moment after from."
+    ]
+    assert len(shown_ids(page)) == 7  # from six hours ago on
+
+
 # -- figures -------------------------------------------------------------------------------------
 
 

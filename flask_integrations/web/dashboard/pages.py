@@ -180,6 +180,9 @@ def _explorer_filters(providers: list[str]) -> tuple[explorer.ExplorerFilters, W
     """The explorer's filters from the query string, each invalid one reported and left out,
     and the window they cover (None when `from`/`to` replace it)."""
     since, until = _moment("from"), _moment("to", end_of_day=True)
+    if since is not None and until is not None and until <= since:
+        report_invalid("to", request.args["to"], "a moment after from")
+        until = None
     window = None
     if since is None and until is None:
         chosen = _choice("window", tuple(EXPLORER_WINDOWS)) or DEFAULT_WINDOW.name
