@@ -5,11 +5,15 @@ Pages are keyset pages: `before=<id>` shows the rows older than that request,
 costs the same however deep it is and rows written meanwhile shift nothing.
 
 Every filtered column is in the index ``ix_{p}_req_explorer`` (created_at, id,
-then the filtered columns, migration fi_0006), so a row that does not match is
-rejected from its index entry; the page's rows are read by id afterwards. The
-figures are bounded the same way: the count and the error rate read at most the
-newest `COUNT_LIMIT` matching rows ("100,000+"), the percentiles the newest
-`PERCENTILE_ROWS` with a duration, so the page costs the same on a table of any size.
+then the filtered columns, migration fi_0006), so on SQLite and PostgreSQL a row
+that does not match is rejected from its index entry; the page's rows are read by
+id afterwards. The figures are bounded too, so that a page costs at most about one
+scan of its window's index entries, on a table of any size: p50/p95 are of the
+newest `SAMPLE_ROWS` matches, the count stops at `COUNT_LIMIT` ("100,000+"), and
+the error rate is of every match below that count, of the newest `SAMPLE_ROWS` above it.
+The provider filter is `integration_id + 0 IN (...)`: an expression no index serves, so
+that SQLite reads the rows newest first from the explorer's index instead of gathering
+them per integration through ``ix_{p}_req_int_figures`` and sorting them.
 """
 
 from __future__ import annotations
