@@ -211,9 +211,9 @@ def figures(state: AppState, filters: ExplorerFilters, page: ExplorerPage | None
             .limit(SAMPLE_ROWS + 1)
         )
         sample = [tuple(row) for row in state.db.session.execute(query)]
-    sample = sample[:SAMPLE_ROWS]
+    more, sample = len(sample) > SAMPLE_ROWS, sample[:SAMPLE_ROWS]
     count, errors, errors_of = len(sample), sum(flag for flag, _ in sample), len(sample)
-    if count == SAMPLE_ROWS:  # there may be more
+    if more:
         count, all_errors = _count(state, filters)
         if count < COUNT_LIMIT:  # every match counted; else the error rate stays the newest ones'
             errors, errors_of = all_errors, count
