@@ -104,5 +104,6 @@ def test_the_cli_and_the_dashboard_show_the_summary(app, integration):
     for error in summary.top_errors[:3]:
         assert re.search(rf"{integration.id}\s+{error.count}\s+{re.escape(error.error)}\n", output)
     page = app.test_client().get("/integrations/dashboard/").get_data(as_text=True)
-    assert f'<td class="num requests">{summary.requests}</td>' in page
+    explore = f"/integrations/dashboard/requests?integration={integration.id}&amp;window=24h"
+    assert f'<td class="num requests"><a href="{explore}">{summary.requests}</a></td>' in page
     assert '<td class="num p50">55 ms</td>' in page
