@@ -28,7 +28,15 @@ import sqlalchemy as sa
 from ..db.statuses import FailureClass
 from ..state import AppState
 
-__all__ = ["Figures", "continuous_percentile", "failed", "request_figures", "top_errors"]
+__all__ = [
+    "Figures",
+    "continuous_percentile",
+    "failed",
+    "failed_count",
+    "failed_flag",
+    "request_figures",
+    "top_errors",
+]
 
 #: The percentiles reported, as fractions.
 P50, P95 = 0.5, 0.95
@@ -52,6 +60,16 @@ class Figures:
 def failed(t: sa.Table) -> Any:
     """A failed attempt: classified as a failure, or answered with an HTTP error status."""
     return sa.or_(t.c.failure_class.is_not(None), t.c.status_code >= 400)
+
+
+def failed_flag(t: sa.Table) -> Any:
+    """1 for a failed attempt (`failed`), else 0: summed, the failed attempts of a group."""
+    return sa.case((failed(t), 1), else_=0)
+
+
+def failed_count(t: sa.Table) -> Any:
+    """The number of failed attempts of a group (0, not NULL, for none)."""
+    return sa.func.coalesce(sa.func.sum(failed_flag(t)), 0)
 
 
 def _window(state: AppState, since: datetime, ids: Collection[int] | None) -> list[Any]:
@@ -83,7 +101,7 @@ def request_figures(
     columns = [
         t.c.integration_id,
         sa.func.count(),
-        sa.func.coalesce(sa.func.sum(sa.case((failed(t), 1), else_=0)), 0),
+        failed_count(t),
         sa.func.count(t.c.duration_ms),
         sa.func.coalesce(sa.func.sum(t.c.cache_hits), 0) if hits else sa.literal(0),
         sa.func.coalesce(sa.func.sum(t.c.stale_hits), 0) if hits else sa.literal(0),

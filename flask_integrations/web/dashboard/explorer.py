@@ -25,10 +25,10 @@ from typing import Any
 import sqlalchemy as sa
 
 from ...db.models import Integration
-from ...health.figures import P50, P95, continuous_percentile, failed
+from ...health.figures import P50, P95, continuous_percentile, failed_flag
 from ...state import AppState
 from .formatting import Scrubber
-from .queries import endpoint_prefix, failure_condition, status_condition
+from .queries import RequestFilters
 
 PER_PAGE = 50
 NO_OWNER = Scrubber(None)
@@ -91,16 +91,14 @@ class ExplorerFilters:
             where.append((t.c.integration_id + 0).in_(of_provider))
         if self.integration_id is not None:
             where.append(t.c.integration_id == self.integration_id)
-        if self.endpoint:
-            where.append(endpoint_prefix(t, self.endpoint))
         if self.method:
             where.append(t.c.method == http_method(self.method))
         if self.min_duration is not None:
             where.append(t.c.duration_ms >= self.min_duration)
         if self.provider_request_id:
             where.append(t.c.provider_request_id == self.provider_request_id)
-        optional = (status_condition(t, self.status), failure_condition(t, self.failure_class))
-        return where + [c for c in optional if c is not None]
+        # the filters the integration page's request log has too, built the same way
+        return where + RequestFilters(self.endpoint, self.status, self.failure_class).conditions(t)
 
 
 @dataclass
@@ -236,4 +234,4 @@ def _count(state: AppState, filters: ExplorerFilters) -> tuple[int, int]:
 
 
 def _failed_flag(t: sa.Table) -> Any:
-    return sa.case((failed(t), 1), else_=0).label("failed")
+    return failed_flag(t).label("failed")

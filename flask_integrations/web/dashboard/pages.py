@@ -56,9 +56,9 @@ def _integer(name: str, expected: str = "an id") -> int | None:
     return number
 
 
-def _window() -> Window:
-    """The `window` argument's window (`1h`, `24h`, `7d`); the default 24 h when absent or reported."""
-    return WINDOWS[_choice("window", tuple(WINDOWS)) or DEFAULT_WINDOW.name]
+def _window(windows: dict[str, Window] = WINDOWS) -> Window:
+    """The `window` argument's window among `windows`; the default 24 h when absent or reported."""
+    return windows[_choice("window", tuple(windows)) or DEFAULT_WINDOW.name]
 
 
 def _window_template_args(window: Window) -> dict[str, object]:
@@ -103,7 +103,7 @@ def integration(integration_id: int) -> str:
     found_integration = found(queries.get_integration(state, integration_id))
     provider = state.providers.get(found_integration.provider)
     filters = queries.RequestFilters(
-        endpoint=request.args.get("endpoint", "").replace("\x00", "").strip(),  # PostgreSQL refuses NUL
+        endpoint=_text("endpoint"),
         status=_status_filter(),
         failure=_choice("failure", FAILURE_FILTERS, ""),
     )
@@ -185,8 +185,7 @@ def _explorer_filters(providers: list[str]) -> tuple[explorer.ExplorerFilters, W
         until = None
     window = None
     if since is None and until is None:
-        chosen = _choice("window", tuple(EXPLORER_WINDOWS)) or DEFAULT_WINDOW.name
-        window = EXPLORER_WINDOWS[chosen]
+        window = _window(EXPLORER_WINDOWS)
         since = utcnow() - window.span
     duration = request.args.get("min_duration", "").strip()
     min_duration = parse_int(duration, maximum=MAX_DURATION_MS)

@@ -18,7 +18,7 @@ from ...db.dialects import is_mysql
 from ...db.models import Integration, IntegrationLog, IntegrationRequest
 from ...db.tables import REQUEST_FIGURE_COLUMNS
 from ...db.transactions import dialect_name
-from ...health.figures import failed
+from ...health.figures import failed, failed_count
 from ...health.summary import FailureSummary, failure_summaries
 from ...parsing import parse_int
 from ...pipeline import overrides
@@ -116,7 +116,7 @@ def activity(state: AppState, integration_id: int, now: datetime, window: Window
     by_start = {start: Bucket(datetime.fromtimestamp(start, UTC)) for start in starts}
     key = _bucket_start(state, t.c.created_at, length).label("bucket")
     query = (
-        sa.select(key, sa.func.count(), sa.func.coalesce(sa.func.sum(sa.case((failed(t), 1), else_=0)), 0))
+        sa.select(key, sa.func.count(), failed_count(t))
         .where(t.c.integration_id == integration_id, t.c.created_at >= by_start[starts[0]].start)
         .group_by(key)
     )
