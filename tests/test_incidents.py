@@ -23,6 +23,7 @@ from flask_integrations import (
 from flask_integrations.pipeline import writer
 from tests.conftest import reset_tables
 from tests.helpers.app import db, make_app
+from tests.helpers.processes import results_of
 
 FAST_BREAKER = {"threshold": 2, "cooldown": 1}
 HEALTH = {"degraded_after": 2, "failing_after": 50, "disabled_after": None}
@@ -261,13 +262,7 @@ def test_each_transition_is_signalled_once_across_processes(postgres_url, redis_
         )
         for _ in range(4)
     ]
-    for process in processes:
-        process.start()
-    try:
-        seen = [out.get(timeout=90) for _ in processes]
-    finally:
-        for process in processes:
-            process.join(timeout=10)
+    seen = results_of(processes, out, 90)
     assert sum(s["opened"] for s in seen) == 1
     assert sum(s["closed"] for s in seen) == 1
     with app.app_context():

@@ -15,6 +15,7 @@ from flask_integrations.providers.limits import limits_of, parse_limit
 from flask_integrations.state.redis_store import RedisStore
 from flask_integrations.state.store import Store
 from tests.helpers.app import FakeClock
+from tests.helpers.processes import results_of
 
 ID = 7
 TWO_PER_SECOND_THREE_PER_MINUTE = [Limit(2, per="second"), Limit(3, per="minute")]
@@ -153,13 +154,7 @@ def test_windows_hold_across_four_processes_and_none_starves(redis_url: str) -> 
     processes = [
         context.Process(target=_acquire_worker, args=(redis_url, prefix, barrier, results)) for _ in range(4)
     ]
-    for process in processes:
-        process.start()
-    try:
-        outcomes = [results.get(timeout=90) for _ in processes]
-    finally:
-        for process in processes:
-            process.join(timeout=10)
+    outcomes = results_of(processes, results, 90)
     assert outcomes == [(WANTED, 0)] * 4  # every process got every slot it waited for
     store = RedisStore(redis_url, prefix=prefix)
     try:

@@ -15,6 +15,7 @@ from flask_integrations.pipeline import ratelimit
 from flask_integrations.state.redis_store import RedisStore
 from flask_integrations.state.store import Store
 from tests.helpers.app import FakeClock
+from tests.helpers.processes import results_of
 
 ID = 3
 
@@ -165,12 +166,8 @@ def test_limit_holds_across_four_processes(redis_url: str) -> None:
         context.Process(target=_acquire_worker, args=(redis_url, prefix, 10, barrier, results))
         for _ in range(4)
     ]
-    for process in processes:
-        process.start()
     try:
-        granted = [results.get(timeout=60) for _ in processes]
+        granted = results_of(processes, results, 60)
         assert sum(granted) == 20
     finally:
-        for process in processes:
-            process.join(timeout=10)
         RedisStore(redis_url, prefix=prefix).delete_prefix("")
