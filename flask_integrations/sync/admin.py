@@ -30,17 +30,11 @@ def _item_row(state: AppState, item_id: int) -> Any:
 
 def skip_item(state: AppState, item_id: int) -> str | None:
     """Mark a `failed` item `skipped`, then re-finalise its run; returns the run's new status, if any."""
-    session = state.db.session
     t = state.tables["sync_items"]
     row = _item_row(state, item_id)
     if row.status != ItemStatus.FAILED:
         raise ItemError(f"sync item {item_id} is {row.status}: only failed items can be skipped.")
-    skipped = session.execute(
-        sa.update(t)
-        .where(t.c.id == item_id, t.c.status == ItemStatus.FAILED)
-        .values(status=ItemStatus.SKIPPED, updated_at=utcnow())
-    ).rowcount
-    session.commit()
+    skipped = _skip_failed(state, t.c.id == item_id)
     if not skipped:
         raise ItemError(f"sync item {item_id} changed status meanwhile: try again.")
     return maybe_finalise(state, row.sync_log_id) if row.sync_log_id is not None else None
@@ -54,11 +48,7 @@ def retry_item(state: AppState, item_id: int) -> None:
     if row.status not in (ItemStatus.FAILED, ItemStatus.PENDING):
         raise ItemError(f"sync item {item_id} is {row.status}: only failed or pending items can be retried.")
     provider_key = session.get(Integration, row.integration_id).provider
-    retried = session.execute(
-        sa.update(t)
-        .where(t.c.id == item_id, t.c.status == row.status)
-        .values(status=ItemStatus.PENDING, attempts=0, completed_at=None, updated_at=utcnow())
-    ).rowcount
+    retried = _send_back(state, t.c.id == item_id, row.status)
     if not retried:
         session.rollback()
         raise ItemError(f"sync item {item_id} changed status meanwhile: try again.")
@@ -79,26 +69,39 @@ def retry_failed_items(state: AppState, log_id: int) -> int:
     if not rows:
         return 0
     ids = [r.id for r in rows]
-    retried = session.execute(
-        sa.update(t)
-        .where(t.c.id.in_(ids), t.c.status == ItemStatus.FAILED)
-        .values(status=ItemStatus.PENDING, attempts=0, completed_at=None, updated_at=utcnow())
-    ).rowcount
+    retried = _send_back(state, t.c.id.in_(ids), ItemStatus.FAILED)
     enqueue_items(state, rows[0].provider, ids)  # the job claims only those still pending
     session.commit()
     return retried
 
 
-def skip_failed_items(state: AppState, log_id: int) -> tuple[int, str | None]:
-    """Mark every `failed` item of a run `skipped` and re-finalise it: (how many, the run's new status)."""
-    session = state.db.session
+def _send_back(state: AppState, which: Any, status: str) -> int:
+    """Make the items `which` selects that are still `status` pending again with fresh tries (not
+    committed: the caller enqueues them first); how many were."""
     t = state.tables["sync_items"]
-    skipped = session.execute(
+    return state.db.session.execute(
         sa.update(t)
-        .where(t.c.sync_log_id == log_id, t.c.status == ItemStatus.FAILED)
+        .where(which, t.c.status == status)
+        .values(status=ItemStatus.PENDING, attempts=0, completed_at=None, updated_at=utcnow())
+    ).rowcount
+
+
+def _skip_failed(state: AppState, which: Any) -> int:
+    """Mark the `failed` items `which` selects `skipped` and commit; how many were (a concurrent
+    change of status leaves an item out)."""
+    t = state.tables["sync_items"]
+    skipped = state.db.session.execute(
+        sa.update(t)
+        .where(which, t.c.status == ItemStatus.FAILED)
         .values(status=ItemStatus.SKIPPED, updated_at=utcnow())
     ).rowcount
-    session.commit()
+    state.db.session.commit()
+    return skipped
+
+
+def skip_failed_items(state: AppState, log_id: int) -> tuple[int, str | None]:
+    """Mark every `failed` item of a run `skipped` and re-finalise it: (how many, the run's new status)."""
+    skipped = _skip_failed(state, state.tables["sync_items"].c.sync_log_id == log_id)
     return skipped, (maybe_finalise(state, log_id) if skipped else None)
 
 
