@@ -16,7 +16,7 @@ from flask_integrations.clock import utcnow
 from flask_integrations.state import current_state
 from flask_integrations.web.dashboard import explorer
 from tests.helpers.app import Loose, Tickets, db
-from tests.helpers.dashboard import count_queries, create_tickets, html
+from tests.helpers.dashboard import create_tickets, html, statements_of
 from tests.helpers.rows import add_requests, failure, seed_figures
 
 EXPLORER = "/integrations/dashboard/requests"
@@ -336,23 +336,17 @@ def test_an_error_holding_a_credential_is_shown_scrubbed(client, tickets) -> Non
 
 
 def test_the_number_of_queries_does_not_grow_with_the_rows(app, client, tickets, loose) -> None:
-    def statements(path: str) -> int:
-        seen, stop = count_queries(app)
-        try:
-            html(client.get(path))
-        finally:
-            stop()
-        return len(seen)
+    tickets_id, loose_id = tickets.id, loose.id  # statements_of empties the session
 
-    add_requests(tickets.id, {"endpoint": "one"})
-    one_page = statements(EXPLORER)  # the page holds every match: the figures are its rows'
-    add_requests(tickets.id, *({"endpoint": f"e{n}"} for n in range(60)))
-    pages = statements(EXPLORER)
+    add_requests(tickets_id, {"endpoint": "one"})
+    one_page = statements_of(app, client, EXPLORER)  # the page holds every match: the figures are its rows'
+    add_requests(tickets_id, *({"endpoint": f"e{n}"} for n in range(60)))
+    pages = statements_of(app, client, EXPLORER)
     assert pages == one_page + 1  # the newest matches, read for the figures
-    add_requests(loose.id, *({"endpoint": f"l{n}"} for n in range(300)))
-    assert statements(EXPLORER) == pages
+    add_requests(loose_id, *({"endpoint": f"l{n}"} for n in range(300)))
+    assert statements_of(app, client, EXPLORER) == pages
     older = ids_where(endpoint="e10")[0]
-    assert statements(f"{EXPLORER}?before={older}") == pages + 1  # the anchor's timestamp
+    assert statements_of(app, client, f"{EXPLORER}?before={older}") == pages + 1  # the anchor's timestamp
 
 
 def test_the_page_reads_its_rows_through_the_explorer_index(app, database_url) -> None:

@@ -10,8 +10,8 @@ from flask import Flask
 
 from flask_integrations import Integration
 from flask_integrations.clock import utcnow
-from tests.helpers.app import Loose, Tickets, db
-from tests.helpers.dashboard import DASH, cell, count_queries, create_tickets, html, row_of
+from tests.helpers.app import Loose, Tickets
+from tests.helpers.dashboard import DASH, cell, create_tickets, html, row_of, statements_of
 from tests.helpers.rows import add_requests, failure
 
 #: The rows every test here starts from: one in each window and one older than all of them.
@@ -218,18 +218,6 @@ def test_the_integration_pages_window_links_keep_the_request_log_filters(client,
 
 
 # -- queries -----------------------------------------------------------------------------------
-
-
-def statements_of(app: Flask, client, url: str) -> int:
-    """The statements a page runs, from an empty identity map (the test's session is the page's)."""
-    db.session.commit()
-    db.session.expunge_all()
-    statements, stop = count_queries(app)
-    try:
-        html(client.get(url))
-    finally:
-        stop()
-    return len(statements)
 
 
 def test_each_pages_number_of_queries_is_the_same_for_every_window_and_any_number_of_rows(

@@ -48,3 +48,15 @@ def create_tickets(ext: Any, api_key: str) -> Any:
     return ext.create(
         "tickets", "Acme tickets", {"api_key": api_key, "subdomain": "acme"}, metadata={"team": "support"}
     )
+
+
+def statements_of(app: Flask, client: Any, url: str) -> int:
+    """The statements a page runs, from an empty identity map (the test's session is the page's)."""
+    db.session.commit()
+    db.session.expunge_all()
+    statements, stop = count_queries(app)
+    try:
+        html(client.get(url))
+    finally:
+        stop()
+    return len(statements)
