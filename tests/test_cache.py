@@ -14,7 +14,7 @@ from flask import Flask
 from flask_integrations import IntegrationRequest
 from flask_integrations.pipeline import cache
 from flask_integrations.state.store import Store
-from tests.helpers.app import FakeClock, db, make_app
+from tests.helpers.app import FakeClock, db, make_app, recorded_statements
 
 
 def key(integration_id: int = 1, endpoint: str = "issues", data: Any = None) -> str:
@@ -180,19 +180,11 @@ def flush(store: Store, app: Flask) -> int:
 def test_hits_are_counted_in_the_store_without_touching_the_database(
     store: Store, sqlite_app: Flask, request_ids: list[int]
 ) -> None:
-    statements: list[str] = []
-
-    def seen(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        statements.append(statement)
-
-    sa.event.listen(db.engine, "before_cursor_execute", seen)
-    try:
+    with recorded_statements() as statements:
         for _ in range(50):
             cache.count_hit(store, request_ids[0])
         cache.count_hit(store, request_ids[1], stale=True)
         cache.count_hit(store, None)
-    finally:
-        sa.event.remove(db.engine, "before_cursor_execute", seen)
     assert statements == []
     assert hits(sqlite_app)[request_ids[0]] == (0, 0)
 

@@ -16,7 +16,7 @@ from flask_integrations.clock import utcnow
 from flask_integrations.state import current_state
 from flask_integrations.testing import run_queued_jobs, send_webhook
 from tests.helpers.app import Loose, Tickets, db, run_docs_example
-from tests.helpers.dashboard import DASH, cell, count_queries, create_tickets, html, row_of
+from tests.helpers.dashboard import DASH, cell, create_tickets, html, row_of, statements_of
 from tests.helpers.rows import add_requests, failure, open_breaker, seed_figures
 
 SECRET = "sk-live-PLANTED-7f3a9c"
@@ -221,21 +221,13 @@ def test_overview_is_paginated_fifty_to_a_page(client, ext, ctx):
 
 
 def test_overview_queries_do_not_grow_with_the_integrations_on_the_page(app, client, ext, ctx):
-    def queries_for_overview() -> int:
-        statements, stop = count_queries(app)
-        try:
-            html(client.get(f"{DASH}/"))
-        finally:
-            stop()
-        return len(statements)
-
     first = ext.create("loose", "First", {})
     seed_figures(first.id)
-    few = queries_for_overview()
+    few = statements_of(app, client, f"{DASH}/")
     for n in range(40):
         integration = ext.create("loose", f"Loose {n}", {})
         add_requests(integration.id, {"duration_ms": n + 1}, failure(500, "HTTP 500", duration_ms=n + 5))
-    many = queries_for_overview()
+    many = statements_of(app, client, f"{DASH}/")
 
     assert many == few
     assert many <= 4  # the page, the figures, on SQLite the percentiles, and the overrides (embedded mode)

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from flask_integrations import Integration, signals
 from flask_integrations.clock import utcnow
 from tests.conftest import reset_tables
-from tests.helpers.app import db, make_app
+from tests.helpers.app import db, make_app, recorded_statements
 from tests.helpers.processes import run_to_completion
 
 THRESHOLDS = {"degraded_after": 2, "failing_after": 4, "disabled_after": 6}
@@ -81,16 +81,8 @@ def test_success_resets_and_reports_recovery(integration, events):
 
 
 def test_success_on_a_healthy_integration_writes_nothing(integration, app):
-    statements = []
-
-    def capture(*args):
-        statements.append(args[2])
-
-    sa.event.listen(db.engine, "before_cursor_execute", capture)
-    try:
+    with recorded_statements() as statements:
         integration.record_success()
-    finally:
-        sa.event.remove(db.engine, "before_cursor_execute", capture)
     assert not [s for s in statements if not s.lstrip().startswith("SELECT")]
 
 

@@ -13,7 +13,7 @@ from flask_integrations import IntegrationMapping, MappingAlreadyClaimed, Valida
 from flask_integrations.clock import utcnow
 from flask_integrations.mappings import claims
 from tests.conftest import reset_tables
-from tests.helpers.app import db, make_app
+from tests.helpers.app import db, make_app, recorded_statements
 from tests.helpers.processes import run_to_completion
 
 
@@ -243,16 +243,8 @@ def test_resolve_mappings_of_a_thousand_ids_runs_two_queries(integration):
     assert integration.id  # loaded again after the commit, before counting
     for customer in customers:
         db.session.expunge(customer)
-    statements = []
-
-    def count(conn, cursor, statement, parameters, context, executemany):
-        statements.append(statement)
-
-    sa.event.listen(db.engine, "before_cursor_execute", count)
-    try:
+    with recorded_statements() as statements:
         found = integration.resolve_mappings([f"cus_{n}" for n in range(1000)], Customer)
-    finally:
-        sa.event.remove(db.engine, "before_cursor_execute", count)
     assert len(statements) == 2
     assert len(found) == 1000
     assert found["cus_0"] is None and found["cus_1"].name == "c1"

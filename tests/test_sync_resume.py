@@ -19,7 +19,7 @@ from flask_integrations.providers import check_provider_class
 from flask_integrations.sync import deletions, schedule
 from flask_integrations.testing import run_queued_jobs
 from tests.helpers import sync
-from tests.helpers.app import db
+from tests.helpers.app import db, recorded_statements
 from tests.helpers.sync import (
     Backfill,
     create_seen_table,
@@ -237,16 +237,8 @@ def test_ten_thousand_mapped_ids_are_compared_in_a_bounded_number_of_queries(dir
         sa.update(fi.IntegrationLog).where(fi.IntegrationLog.id == log.id).values(status="success")
     )
     db.session.commit()
-    statements: list[str] = []
-
-    def count(connection, cursor, statement, *args):
-        statements.append(statement)
-
-    sa.event.listen(db.engine, "before_cursor_execute", count)
-    try:
+    with recorded_statements() as statements:
         assert deletions.report_deletions(log.id) == {"resume_contacts": 100}
-    finally:
-        sa.event.remove(db.engine, "before_cursor_execute", count)
     assert sorted(sum(DIRECTORY["deleted"], [])) == [f"c{n:05d}" for n in range(0, 10_000, 100)]
     assert len(statements) <= 12
 

@@ -8,9 +8,12 @@ import re
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NoReturn
 
+import sqlalchemy as sa
 from flask import Flask
 from flask_sqlalchemy import SQLAlchemy
 
@@ -42,6 +45,21 @@ KEY = os.environ.get("INTEGRATIONS_TEST_KEY", "GOG6nX3HaDRb9-Wp0rP47_9_1fSF18E86
 
 #: One Flask-SQLAlchemy object serves every test app, as it would serve an app factory.
 db = SQLAlchemy()
+
+
+@contextmanager
+def recorded_statements() -> Iterator[list[str]]:
+    """The SQL statements `db.engine` runs inside the block, in order."""
+    statements: list[str] = []
+
+    def note(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        statements.append(statement)
+
+    sa.event.listen(db.engine, "before_cursor_execute", note)
+    try:
+        yield statements
+    finally:
+        sa.event.remove(db.engine, "before_cursor_execute", note)
 
 
 @dataclasses.dataclass

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from typing import Any
 
-import sqlalchemy as sa
 from flask import Flask
 
-from tests.helpers.app import db
+from tests.helpers.app import db, recorded_statements
 
 DASH = "/integrations/dashboard"
 
@@ -32,17 +30,6 @@ def cell(row: str, css_class: str) -> str:
     return re.sub(r"<[^>]+>", "", match.group(1)).strip()
 
 
-def count_queries(app: Flask) -> tuple[list[str], Callable[[], None]]:
-    """The SQL statements the app's engine runs from now on, and the call that stops listening."""
-    statements: list[str] = []
-
-    def note(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        statements.append(statement)
-
-    sa.event.listen(db.engine, "before_cursor_execute", note)
-    return statements, lambda: sa.event.remove(db.engine, "before_cursor_execute", note)
-
-
 def create_tickets(ext: Any, api_key: str) -> Any:
     """The "Acme tickets" integration of the `Tickets` test provider, holding `api_key`."""
     return ext.create(
@@ -54,9 +41,6 @@ def statements_of(app: Flask, client: Any, url: str) -> int:
     """The statements a page runs, from an empty identity map (the test's session is the page's)."""
     db.session.commit()
     db.session.expunge_all()
-    statements, stop = count_queries(app)
-    try:
+    with recorded_statements() as statements:
         html(client.get(url))
-    finally:
-        stop()
     return len(statements)
