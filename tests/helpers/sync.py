@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import sqlalchemy as sa
 
@@ -191,22 +192,14 @@ def sync_test_app(database_url: str, redis_url: str | None = None, **extra: str)
     """tests.helpers.sync_app's app in this process, configured as `worker_env` configures a worker's.
 
     `create_app` reads its settings from the environment (as `flask --app` loads it in a worker);
-    they are set only while it runs.
+    they are set only while it runs (`patch.dict` puts the environment back as it was).
     """
     from tests.helpers.sync_app import create_app  # it imports this module
 
     settings = {
         "SYNC_TEST_DATABASE_URL": database_url,
         **({"SYNC_TEST_REDIS_URL": redis_url} if redis_url else {}),
+        **extra,
     }
-    settings.update(extra)
-    saved = {name: os.environ.get(name) for name in settings}
-    os.environ.update(settings)
-    try:
+    with mock.patch.dict(os.environ, settings):
         return create_app()
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
